@@ -1,0 +1,1 @@
+"""Contracts shared by the GRO ingestion services: records, events and queue messages."""

@@ -1,0 +1,130 @@
+"""DeathNotification: the event a GRO death registration becomes.
+
+Field names are the platform's own where it has one (`sourceId`, `dateOfDeath`, `addressLine1`
+...); everything else the record holds is carried too, so that nothing in the source is lost on
+the way to a consumer. Whitespace inside values is collapsed; empty elements become absent.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Final, Literal
+
+import msgspec
+
+EVENT_TYPE: Final = "GRO_DEATH_NOTIFICATION"
+DEATH_NOTIFICATION_VERSION: Final = 1
+
+# The platform's rule for a supplier's id.
+SourceId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9+=,.@_-]{1,80}$")]
+
+
+class RecordType(str, Enum):
+    """Whether the record is a new registration or an update to an earlier one."""
+
+    REGISTRATION = "REGISTRATION"
+    UPDATE = "UPDATE"
+
+
+class UpdateReason(str, Enum):
+    """`RecordUpdateReason`, by name rather than by GRO's code."""
+
+    FORMAL_CORRECTION = "FORMAL_CORRECTION"
+    QUALITY_ASSURANCE = "QUALITY_ASSURANCE"
+    TYPOGRAPHICAL = "TYPOGRAPHICAL"
+    CANCELLED = "CANCELLED"
+    CANCELLATION_REMOVED = "CANCELLATION_REMOVED"
+
+
+UPDATE_REASON_CODES: dict[str, UpdateReason] = {
+    "1": UpdateReason.FORMAL_CORRECTION,
+    "2": UpdateReason.QUALITY_ASSURANCE,
+    "3": UpdateReason.TYPOGRAPHICAL,
+    "4": UpdateReason.CANCELLED,
+    "5": UpdateReason.CANCELLATION_REMOVED,
+}
+
+
+class Sex(str, Enum):
+    """`DeceasedGender`: 1 male, 2 female, 9 indeterminate."""
+
+    MALE = "MALE"
+    FEMALE = "FEMALE"
+    INDETERMINATE = "INDETERMINATE"
+
+
+SEX_CODES: dict[str, Sex] = {"1": Sex.MALE, "2": Sex.FEMALE, "9": Sex.INDETERMINATE}
+
+
+class Alias(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, rename="camel"):
+    """One `DeceasedAliasName`, with its `DeceasedAliasNameType` where the pairing is certain."""
+
+    title: str | None = None
+    forenames: str | None = None
+    given_names: tuple[str, ...] = ()
+    surname: str | None = None
+    suffix: str | None = None
+    alias_type: str | None = None
+
+
+class ExtraField(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An element the format reference does not name, passed on rather than dropped."""
+
+    path: str
+    namespace: str
+    text: str | None = None
+
+
+class DeathNotification(
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, rename="camel"
+):
+    """Version 1 of the event: what the publisher stores and what enrichment returns."""
+
+    source_id: SourceId
+    # No defaults on these two: omit_defaults would leave them out of the JSON.
+    event_type: Literal["GRO_DEATH_NOTIFICATION"]
+    event_version: Literal[1]
+    event_time: str
+    registration_id: str
+    record_type: RecordType
+    record_locked_date_time: str | None = None
+    record_update_date_time: str | None = None
+    update_reason: UpdateReason | None = None
+    sex: Sex
+    title: str | None = None
+    forenames: str | None = None
+    given_names: tuple[str, ...] = ()
+    surname: str | None = None
+    name_suffix: str | None = None
+    aliases: tuple[Alias, ...] = ()
+    alias_name_types: tuple[str, ...] = ()
+    maiden_surname: str | None = None
+    maiden_names: tuple[str, ...] = ()
+    date_of_death: str | None = None
+    verification_level: str | None = None
+    partial_month_of_death: str | None = None
+    partial_year_of_death: str | None = None
+    death_date_qualifier: str | None = None
+    free_format_death_date: str | None = None
+    date_of_birth: str | None = None
+    birth_verification_level: str | None = None
+    partial_month_of_birth: str | None = None
+    partial_year_of_birth: str | None = None
+    free_format_birth_date: str | None = None
+    flat: str | None = None
+    building: str | None = None
+    address_lines: tuple[str, ...] = ()
+    address_line1: str | None = None
+    address_line2: str | None = None
+    address_line3: str | None = None
+    address_line4: str | None = None
+    postcode: str | None = None
+    extra: tuple[ExtraField, ...] = ()
+
+
+class MinimalEvent(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """The only thing the platform is told up front: an id and a type (and the record's time)."""
+
+    event_type: Literal["GRO_DEATH_NOTIFICATION"] = EVENT_TYPE
+    event_time: str
+    id: SourceId

@@ -1,0 +1,234 @@
+"""Read one record fragment into the lossless `GroDeathRecord`.
+
+Elements are matched on namespace URI and local name, never on prefixes. What the format
+reference does not describe is carried in `extra`, not dropped; what breaks the record's shape
+(an element that may occur once occurring twice, text where children belong) is reported as a
+problem naming the element, never its content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from contracts.gro import (
+    NS_ADDR,
+    NS_GRO,
+    NS_PD,
+    NS_PERSON,
+    Address,
+    AliasElement,
+    AliasName,
+    AliasNameType,
+    ExtraElement,
+    GroDeathRecord,
+    PersonName,
+    RecordedDate,
+)
+from lxml import etree
+
+_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    load_dtd=False,
+    no_network=True,
+    huge_tree=False,
+    remove_comments=True,
+    remove_pis=True,
+    collect_ids=False,
+)
+
+# GRO simple elements that occur at most once, by local name -> GroDeathRecord field.
+_SINGLE_TEXT = {
+    "RegistrationID": "registration_id",
+    "RecordLockedDateTime": "record_locked_datetime",
+    "RecordUpdateDateTime": "record_update_datetime",
+    "RecordUpdateReason": "record_update_reason",
+    "DeceasedGender": "gender",
+    "PartialMonthOfDeath": "partial_month_of_death",
+    "PartialYearOfDeath": "partial_year_of_death",
+    "QualifierText": "qualifier_text",
+    "FreeFormatDeathDate": "free_format_death_date",
+    "PartialMonthOfBirth": "partial_month_of_birth",
+    "PartialYearOfBirth": "partial_year_of_birth",
+    "FreeFormatBirthDate": "free_format_birth_date",
+}
+
+
+class FragmentError(Exception):
+    """The fragment is not one well-formed DeathRegistration element."""
+
+
+@dataclass(slots=True)
+class ParsedRecord:
+    """A record and the shape problems met while reading it."""
+
+    record: GroDeathRecord
+    problems: list[str] = field(default_factory=list)
+
+
+def _qname(el: etree._Element) -> tuple[str, str]:
+    q = etree.QName(el)
+    return q.namespace or "", q.localname
+
+
+def _path(parent: str, el: etree._Element) -> str:
+    return f"{parent}/{etree.QName(el).localname}"
+
+
+class _Reader:
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.extra: list[ExtraElement] = []
+
+    def text(self, el: etree._Element, path: str) -> str:
+        children = [c for c in el if isinstance(c.tag, str)]
+        if children:
+            self.problems.append(f"{path} holds child elements where text belongs")
+        return el.text or ""
+
+    def carry(self, el: etree._Element, path: str) -> None:
+        ns, local = _qname(el)
+        text = el.text if len(el) == 0 else None
+        self.extra.append(ExtraElement(namespace=ns, name=local, path=path, text=text))
+        for child in el:
+            if isinstance(child.tag, str):
+                self.carry(child, _path(path, child))
+
+    def once(self, seen: set[str], local: str, path: str) -> bool:
+        if local in seen:
+            self.problems.append(f"{path} occurs more than once")
+            return False
+        seen.add(local)
+        return True
+
+    def name(self, el: etree._Element, path: str) -> PersonName:
+        title: str | None = None
+        family: str | None = None
+        suffix: str | None = None
+        given: list[str] = []
+        seen: set[str] = set()
+        for child in el:
+            if not isinstance(child.tag, str):
+                continue
+            ns, local = _qname(child)
+            cpath = _path(path, child)
+            if ns != NS_PERSON:
+                self.carry(child, cpath)
+            elif local == "PersonGivenName":
+                given.append(self.text(child, cpath))
+            elif local in ("PersonNameTitle", "PersonFamilyName", "PersonNameSuffix"):
+                if self.once(seen, local, cpath):
+                    value = self.text(child, cpath)
+                    if local == "PersonNameTitle":
+                        title = value
+                    elif local == "PersonFamilyName":
+                        family = value
+                    else:
+                        suffix = value
+            else:
+                self.carry(child, cpath)
+        return PersonName(title=title, given_names=tuple(given), family_name=family, suffix=suffix)
+
+    def recorded_date(self, el: etree._Element, path: str, date_name: str) -> RecordedDate:
+        date: str | None = None
+        level: str | None = None
+        seen: set[str] = set()
+        for child in el:
+            if not isinstance(child.tag, str):
+                continue
+            ns, local = _qname(child)
+            cpath = _path(path, child)
+            if ns == NS_PD and local in (date_name, "VerificationLevel"):
+                if self.once(seen, local, cpath):
+                    if local == date_name:
+                        date = self.text(child, cpath)
+                    else:
+                        level = self.text(child, cpath)
+            else:
+                self.carry(child, cpath)
+        return RecordedDate(date=date, verification_level=level)
+
+    def address(self, el: etree._Element, path: str) -> Address:
+        values: dict[str, str] = {}
+        lines: list[str] = []
+        seen: set[str] = set()
+        for child in el:
+            if not isinstance(child.tag, str):
+                continue
+            ns, local = _qname(child)
+            cpath = _path(path, child)
+            if ns != NS_ADDR:
+                self.carry(child, cpath)
+            elif local == "Line":
+                lines.append(self.text(child, cpath))
+            elif local in ("Flat", "Building", "Postcode"):
+                if self.once(seen, local, cpath):
+                    values[local] = self.text(child, cpath)
+            else:
+                self.carry(child, cpath)
+        return Address(
+            flat=values.get("Flat"),
+            building=values.get("Building"),
+            lines=tuple(lines),
+            postcode=values.get("Postcode"),
+        )
+
+
+def parse_fragment(fragment: bytes | str) -> ParsedRecord:
+    """Read a standalone `DeathRegistration` document into a record and its shape problems."""
+    data = fragment.encode() if isinstance(fragment, str) else fragment
+    try:
+        root = etree.fromstring(data, _PARSER)
+    except etree.XMLSyntaxError as err:
+        line = err.position[0] if err.position else err.lineno
+        raise FragmentError(f"record is not well-formed XML (line {line})") from None
+    if root.getroottree().docinfo.doctype:
+        raise FragmentError("record has a DOCTYPE declaration")
+    if _qname(root) != (NS_GRO, "DeathRegistration"):
+        raise FragmentError("fragment is not a DeathRegistration in the GRO namespace")
+    reader = _Reader()
+    fields: dict[str, object] = {}
+    aliases: list[AliasElement] = []
+    maiden: list[str] = []
+    seen: set[str] = set()
+    structured: dict[str, Callable[[etree._Element, str], object]] = {
+        "DeceasedName": lambda el, p: ("deceased_name", reader.name(el, p)),
+        "DeceasedDeathDate": lambda el, p: (
+            "death_date",
+            reader.recorded_date(el, p, "PersonDeathDate"),
+        ),
+        "DeceasedBirthDate": lambda el, p: (
+            "birth_date",
+            reader.recorded_date(el, p, "PersonBirthDate"),
+        ),
+        "DeceasedAddress": lambda el, p: ("address", reader.address(el, p)),
+    }
+    for child in root:
+        if not isinstance(child.tag, str):
+            continue
+        ns, local = _qname(child)
+        path = local
+        if ns != NS_GRO:
+            reader.carry(child, path)
+        elif local in _SINGLE_TEXT:
+            if reader.once(seen, local, path):
+                fields[_SINGLE_TEXT[local]] = reader.text(child, path)
+        elif local in structured:
+            if reader.once(seen, local, path):
+                name, value = structured[local](child, path)  # type: ignore[misc]
+                fields[name] = value
+        elif local == "DeceasedAliasName":
+            aliases.append(AliasName(name=reader.name(child, path)))
+        elif local == "DeceasedAliasNameType":
+            aliases.append(AliasNameType(text=reader.text(child, path)))
+        elif local == "DeceasedMaidenName":
+            maiden.append(reader.text(child, path))
+        else:
+            reader.carry(child, path)
+    record = GroDeathRecord(
+        **fields,  # type: ignore[arg-type]
+        aliases=tuple(aliases),
+        maiden_names=tuple(maiden),
+        extra=tuple(reader.extra),
+    )
+    return ParsedRecord(record=record, problems=reader.problems)

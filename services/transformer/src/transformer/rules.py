@@ -1,0 +1,111 @@
+"""The validity rules of the GRO format reference, and nothing more.
+
+The pipeline is a conduit: a record is refused only when it cannot become an event (no id, no
+time, no name, no sex, no death date). Each reason names the element and the rule broken,
+never the value, so reasons can go to logs and dead-letter queues.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+
+from contracts.events import SEX_CODES, UPDATE_REASON_CODES
+from contracts.gro import GroDeathRecord
+
+_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_YEAR = re.compile(r"^\d{4}$")
+
+
+def clean(value: str | None) -> str | None:
+    """Collapse runs of whitespace; an empty or absent value is None."""
+    if value is None:
+        return None
+    collapsed = " ".join(value.split())
+    return collapsed or None
+
+
+def is_datetime(value: str | None) -> bool:
+    """`yyyy-MM-ddTHH:mm:ss[.SSS]`, a real instant."""
+    if value is None or not _DATETIME.match(value):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def is_date(value: str | None) -> bool:
+    """`yyyy-MM-dd`, a real calendar date."""
+    if value is None or not _DATE.match(value):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _timestamp_reasons(record: GroDeathRecord) -> list[str]:
+    locked = clean(record.record_locked_datetime)
+    updated = clean(record.record_update_datetime)
+    reason = clean(record.record_update_reason)
+    if locked is None and updated is None:
+        return [
+            "neither RecordLockedDateTime (new registration) nor RecordUpdateDateTime (update)"
+            " is given"
+        ]
+    if locked is not None and updated is not None:
+        return ["both RecordLockedDateTime and RecordUpdateDateTime are given; exactly one must be"]
+    out: list[str] = []
+    if locked is not None:
+        if not is_datetime(locked):
+            out.append("RecordLockedDateTime is not a yyyy-MM-ddTHH:mm:ss[.SSS] date-time")
+        if reason is not None:
+            out.append("RecordUpdateReason is given on a new registration (no RecordUpdateDateTime)")
+        return out
+    if not is_datetime(updated):
+        out.append("RecordUpdateDateTime is not a yyyy-MM-ddTHH:mm:ss[.SSS] date-time")
+    if reason is None:
+        out.append("RecordUpdateDateTime is given without a RecordUpdateReason")
+    elif reason not in UPDATE_REASON_CODES:
+        out.append("RecordUpdateReason is not one of 1, 2, 3, 4, 5")
+    return out
+
+
+def record_problems(record: GroDeathRecord) -> list[str]:
+    """Every rule of the format reference this record breaks (empty when it is valid)."""
+    out: list[str] = []
+    reg = clean(record.registration_id)
+    if reg is None:
+        out.append("RegistrationID is missing or empty")
+    elif not (reg.isascii() and reg.isdigit()):
+        out.append("RegistrationID is not a number")
+    out.extend(_timestamp_reasons(record))
+    name = record.deceased_name
+    if name is None:
+        out.append("DeceasedName is missing")
+    elif clean(name.family_name) is None and not any(clean(g) for g in name.given_names):
+        out.append("DeceasedName has neither a PersonGivenName nor a PersonFamilyName")
+    gender = clean(record.gender)
+    if gender is None:
+        out.append("DeceasedGender is missing or empty")
+    elif gender not in SEX_CODES:
+        out.append("DeceasedGender is not one of 1, 2, 9")
+    death = record.death_date
+    death_date = clean(death.date) if death else None
+    year = clean(record.partial_year_of_death)
+    if not is_date(death_date) and not (year is not None and _YEAR.match(year)):
+        if death_date is not None:
+            out.append(
+                "DeceasedDeathDate/PersonDeathDate is not a yyyy-MM-dd date and there is no"
+                " PartialYearOfDeath"
+            )
+        elif year is not None:
+            out.append("PartialYearOfDeath is not a yyyy year and there is no PersonDeathDate")
+        else:
+            out.append("no death date: neither DeceasedDeathDate/PersonDeathDate nor"
+                       " PartialYearOfDeath is given")
+    return out
