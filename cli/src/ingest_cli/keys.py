@@ -14,7 +14,7 @@ DEVELOPMENT_KEY = b"gro-ingest development event-id key: NOT FOR PRODUCTION"
 
 
 def event_id_key(key_file: str | None = None) -> bytes:
-    """The key from --key-file, $INGEST_EVENT_ID_KEY_FILE, $INGEST_EVENT_ID_KEY, else the dev key."""
+    """The key from --key-file, $INGEST_EVENT_ID_KEY_FILE, $INGEST_EVENT_ID_KEY or the dev key."""
     path = key_file or os.environ.get(KEY_FILE_ENV)
     if path:
         key = Path(path).read_bytes().strip()

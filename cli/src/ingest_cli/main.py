@@ -7,7 +7,6 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import BinaryIO
 
 import msgspec
@@ -40,7 +39,7 @@ class ValidationReport(msgspec.Struct):
 
 
 def _open(path: str) -> BinaryIO:
-    return open(path, "rb")  # noqa: SIM115 - closed by the caller's with
+    return open(path, "rb")
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -125,7 +124,9 @@ def _transform(args: argparse.Namespace) -> int:
             result = transform_fragment(item.xml, key=key)
             if isinstance(result, Rejected):
                 rejected += 1
-                reg = f" (RegistrationID {result.registration_id})" if result.registration_id else ""
+                reg = (
+                    f" (RegistrationID {result.registration_id})" if result.registration_id else ""
+                )
                 print(
                     f"{path}: record {item.ordinal}{reg}: rejected: {'; '.join(result.reasons)}",
                     file=sys.stderr,

@@ -27,14 +27,52 @@ HEADER = (
 )
 
 GIVEN = (
-    "Robert", "Eoghan", "Alfie", "Rae", "Oscar", "Jane", "Amy", "Clarissa", "Matthew",
-    "Zoë", "Łukasz", "Siân", "Chloé", "José", "Ærin", "Øyvind", "Şule", "Ěva", "Ğül",
-    "Ali", "Mary", "Alice", "Timothy", "Grace",
+    "Robert",
+    "Eoghan",
+    "Alfie",
+    "Rae",
+    "Oscar",
+    "Jane",
+    "Amy",
+    "Clarissa",
+    "Matthew",
+    "Zoë",
+    "Łukasz",
+    "Siân",
+    "Chloé",
+    "José",
+    "Ærin",
+    "Øyvind",
+    "Şule",
+    "Ěva",
+    "Ğül",
+    "Ali",
+    "Mary",
+    "Alice",
+    "Timothy",
+    "Grace",
 )
 FAMILY = (
-    "LEE", "GRIBBEN", "MONTGOMERY", "MACKINNON", "KEIL", "GROVES", "PARR", "DE BASTIANI",
-    "ÁLVAREZ", "ŘEHOŘ", "MÜLLER", "O'NEILL", "ÇELIK", "ÉCLAIR", "ÏSOLDE", "ÖZTÜRK",
-    "KIM", "PEREZ", "SMITH-JONES", "NGUYEN",
+    "LEE",
+    "GRIBBEN",
+    "MONTGOMERY",
+    "MACKINNON",
+    "KEIL",
+    "GROVES",
+    "PARR",
+    "DE BASTIANI",
+    "ÁLVAREZ",
+    "ŘEHOŘ",
+    "MÜLLER",
+    "O'NEILL",
+    "ÇELIK",
+    "ÉCLAIR",
+    "ÏSOLDE",
+    "ÖZTÜRK",
+    "KIM",
+    "PEREZ",
+    "SMITH-JONES",
+    "NGUYEN",
 )
 TITLES = ("Mr", "Mrs", "Ms", "Mx", "Dr")
 SUFFIXES = ("OBE", "PhD", "MBE")
@@ -88,8 +126,10 @@ def _aliases(rng: random.Random, n: int, indent: int) -> str:
         return names + types
     if variant == 4:  # several aliases, a single type, and an empty type
         names = "".join(_name("DeceasedAliasName", rng, n + i, indent) for i in range(count))
-        return names + _el("DeceasedAliasNameType", "formerly known as", indent) + (
-            f"{' ' * indent}<DeceasedAliasNameType></DeceasedAliasNameType>\n"
+        return (
+            names
+            + _el("DeceasedAliasNameType", "formerly known as", indent)
+            + (f"{' ' * indent}<DeceasedAliasNameType></DeceasedAliasNameType>\n")
         )
     # an alias whose only part is a title
     pad = " " * indent

@@ -7,7 +7,7 @@ the way to a consumer. Whitespace inside values is collapsed; empty elements bec
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Final, Literal
 
 import msgspec
@@ -19,14 +19,14 @@ DEATH_NOTIFICATION_VERSION: Final = 1
 SourceId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9+=,.@_-]{1,80}$")]
 
 
-class RecordType(str, Enum):
+class RecordType(StrEnum):
     """Whether the record is a new registration or an update to an earlier one."""
 
     REGISTRATION = "REGISTRATION"
     UPDATE = "UPDATE"
 
 
-class UpdateReason(str, Enum):
+class UpdateReason(StrEnum):
     """`RecordUpdateReason`, by name rather than by GRO's code."""
 
     FORMAL_CORRECTION = "FORMAL_CORRECTION"
@@ -45,7 +45,7 @@ UPDATE_REASON_CODES: dict[str, UpdateReason] = {
 }
 
 
-class Sex(str, Enum):
+class Sex(StrEnum):
     """`DeceasedGender`: 1 male, 2 female, 9 indeterminate."""
 
     MALE = "MALE"

@@ -21,7 +21,11 @@ class FileRef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class RecordToTransform(
-    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="record-to-transform.v1",
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    omit_defaults=True,
+    tag="record-to-transform.v1",
     tag_field="kind",
 ):
     """splitter -> transformer: one `DeathRegistration`, as the exact bytes found in the file.
@@ -37,7 +41,11 @@ class RecordToTransform(
 
 
 class EventToPublish(
-    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="event-to-publish.v1",
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    omit_defaults=True,
+    tag="event-to-publish.v1",
     tag_field="kind",
 ):
     """transformer -> publisher: the event a valid record became."""
@@ -49,7 +57,11 @@ class EventToPublish(
 
 
 class RecordRejected(
-    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="record-rejected.v1",
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    omit_defaults=True,
+    tag="record-rejected.v1",
     tag_field="kind",
 ):
     """A record that cannot become an event, and why. Reasons name fields, never values."""

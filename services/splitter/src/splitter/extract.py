@@ -76,7 +76,8 @@ class FileRejectedError(Exception):
     def __init__(self, reason: str, *, line: int | None = None) -> None:
         self.reason = reason
         self.line = line
-        super().__init__(reason if line is None else f"{reason} (line {line})")
+        located = line is None or f"line {line}" in reason
+        super().__init__(reason if located else f"{reason} (line {line})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,11 @@ class StructureSummary:
     bytes_read: int
 
 
-def _syntax_error(err: etree.XMLSyntaxError) -> FileRejectedError:
+def _syntax_error(err: etree.XMLSyntaxError, *, at_end: bool = False) -> FileRejectedError:
+    if at_end:
+        return FileRejectedError(
+            "the file ends before its root element does: truncated (or not XML at all)"
+        )
     name = _ERROR_NAMES.get(err.code, "")
     phrase = _ERROR_PHRASES.get(name) or (
         name.removeprefix("ERR_").replace("_", " ").lower() if name else "malformed XML"
@@ -192,7 +197,7 @@ class ExtractReader:
         try:
             self._parser.close()
         except etree.XMLSyntaxError as err:
-            raise _syntax_error(err) from None
+            raise _syntax_error(err, at_end=True) from None
         yield from self._drain(emit_from)
         self._check_end()
 
@@ -292,7 +297,7 @@ class ExtractReader:
                     f"unexpected element {etree.QName(prev).localname} {where}",
                     line=prev.sourceline,
                 )
-            prev.getparent().remove(prev)  # type: ignore[union-attr]
+            prev.getparent().remove(prev)
             prev = el.getprevious()
 
     def _count_ended(self, el: etree._Element) -> None:
@@ -368,6 +373,4 @@ class ExtractReader:
             self._slicing = False
             return None
         self._pos = end + len(self._end_tag)
-        return b"".join(
-            (self._start_tag[:-1], self._ns_decls, b">", inner, self._end_tag)
-        )
+        return b"".join((self._start_tag[:-1], self._ns_decls, b">", inner, self._end_tag))

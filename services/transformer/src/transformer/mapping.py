@@ -46,9 +46,7 @@ def pair_aliases(record: GroDeathRecord) -> tuple[tuple[Alias, ...], tuple[str, 
     kinds = "".join("N" if isinstance(e, AliasName) else "T" for e in elements)
     n = len(names)
     paired: list[str | None]
-    if n and kinds == "NT" * n:
-        paired = [t or None for t in types]
-    elif n and kinds == "N" * n + "T" * n:
+    if (n and kinds == "NT" * n) or (n and kinds == "N" * n + "T" * n):
         paired = [t or None for t in types]
     else:
         paired = [None] * n
@@ -80,7 +78,7 @@ def to_event(record: GroDeathRecord, source_id: str) -> DeathNotification:
     flat = clean(address.flat) if address else None
     building = clean(address.building) if address else None
     lines = _present(address.lines) if address else ()
-    four = _address_lines(flat, building, lines) + [None] * 4  # type: ignore[list-item]
+    four: list[str | None] = [*_address_lines(flat, building, lines), None, None, None, None]
     return DeathNotification(
         source_id=source_id,
         event_type=EVENT_TYPE,
@@ -121,7 +119,6 @@ def to_event(record: GroDeathRecord, source_id: str) -> DeathNotification:
         address_line4=four[3],
         postcode=clean(address.postcode) if address else None,
         extra=tuple(
-            ExtraField(path=e.path, namespace=e.namespace, text=clean(e.text))
-            for e in record.extra
+            ExtraField(path=e.path, namespace=e.namespace, text=clean(e.text)) for e in record.extra
         ),
     )

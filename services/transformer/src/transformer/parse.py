@@ -8,7 +8,6 @@ problem naming the element, never its content.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from contracts.gro import (
@@ -174,6 +173,24 @@ class _Reader:
         )
 
 
+_STRUCTURED = {
+    "DeceasedName": "deceased_name",
+    "DeceasedDeathDate": "death_date",
+    "DeceasedBirthDate": "birth_date",
+    "DeceasedAddress": "address",
+}
+
+
+def _read_structured(reader: _Reader, local: str, el: etree._Element, path: str) -> object:
+    if local == "DeceasedName":
+        return reader.name(el, path)
+    if local == "DeceasedDeathDate":
+        return reader.recorded_date(el, path, "PersonDeathDate")
+    if local == "DeceasedBirthDate":
+        return reader.recorded_date(el, path, "PersonBirthDate")
+    return reader.address(el, path)
+
+
 def parse_fragment(fragment: bytes | str) -> ParsedRecord:
     """Read a standalone `DeathRegistration` document into a record and its shape problems."""
     data = fragment.encode() if isinstance(fragment, str) else fragment
@@ -191,18 +208,6 @@ def parse_fragment(fragment: bytes | str) -> ParsedRecord:
     aliases: list[AliasElement] = []
     maiden: list[str] = []
     seen: set[str] = set()
-    structured: dict[str, Callable[[etree._Element, str], object]] = {
-        "DeceasedName": lambda el, p: ("deceased_name", reader.name(el, p)),
-        "DeceasedDeathDate": lambda el, p: (
-            "death_date",
-            reader.recorded_date(el, p, "PersonDeathDate"),
-        ),
-        "DeceasedBirthDate": lambda el, p: (
-            "birth_date",
-            reader.recorded_date(el, p, "PersonBirthDate"),
-        ),
-        "DeceasedAddress": lambda el, p: ("address", reader.address(el, p)),
-    }
     for child in root:
         if not isinstance(child.tag, str):
             continue
@@ -213,10 +218,9 @@ def parse_fragment(fragment: bytes | str) -> ParsedRecord:
         elif local in _SINGLE_TEXT:
             if reader.once(seen, local, path):
                 fields[_SINGLE_TEXT[local]] = reader.text(child, path)
-        elif local in structured:
+        elif local in _STRUCTURED:
             if reader.once(seen, local, path):
-                name, value = structured[local](child, path)  # type: ignore[misc]
-                fields[name] = value
+                fields[_STRUCTURED[local]] = _read_structured(reader, local, child, path)
         elif local == "DeceasedAliasName":
             aliases.append(AliasName(name=reader.name(child, path)))
         elif local == "DeceasedAliasNameType":

@@ -64,7 +64,9 @@ def _timestamp_reasons(record: GroDeathRecord) -> list[str]:
         if not is_datetime(locked):
             out.append("RecordLockedDateTime is not a yyyy-MM-ddTHH:mm:ss[.SSS] date-time")
         if reason is not None:
-            out.append("RecordUpdateReason is given on a new registration (no RecordUpdateDateTime)")
+            out.append(
+                "RecordUpdateReason is given on a new registration (no RecordUpdateDateTime)"
+            )
         return out
     if not is_datetime(updated):
         out.append("RecordUpdateDateTime is not a yyyy-MM-ddTHH:mm:ss[.SSS] date-time")
@@ -106,6 +108,8 @@ def record_problems(record: GroDeathRecord) -> list[str]:
         elif year is not None:
             out.append("PartialYearOfDeath is not a yyyy year and there is no PersonDeathDate")
         else:
-            out.append("no death date: neither DeceasedDeathDate/PersonDeathDate nor"
-                       " PartialYearOfDeath is given")
+            out.append(
+                "no death date: neither DeceasedDeathDate/PersonDeathDate nor"
+                " PartialYearOfDeath is given"
+            )
     return out

@@ -1,0 +1,50 @@
+"""Export the JSON Schemas of every released contract: `python -m contracts.schema [DIR]`.
+
+The exported files are committed; a test fails when the code and the committed schemas drift.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import msgspec
+
+from contracts.events import DeathNotification, MinimalEvent
+from contracts.gro import GroDeathRecord
+from contracts.messages import EventsConsumed, EventToPublish, RecordRejected, RecordToTransform
+
+# name -> (version, type). A new version gets a new entry; old entries stay.
+RELEASED: dict[str, tuple[int, type]] = {
+    "GroDeathRecord": (1, GroDeathRecord),
+    "DeathNotification": (1, DeathNotification),
+    "MinimalEvent": (1, MinimalEvent),
+    "RecordToTransform": (1, RecordToTransform),
+    "EventToPublish": (1, EventToPublish),
+    "RecordRejected": (1, RecordRejected),
+    "EventsConsumed": (1, EventsConsumed),
+}
+
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "schemas"
+
+
+def schema_text(kind: type) -> bytes:
+    """The JSON Schema of one contract, formatted stably."""
+    return msgspec.json.format(msgspec.json.encode(msgspec.json.schema(kind)), indent=2) + b"\n"
+
+
+def export(directory: Path) -> list[Path]:
+    """Write every released contract's schema under `directory/v{N}/`."""
+    written = []
+    for name, (version, kind) in RELEASED.items():
+        path = directory / f"v{version}" / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(schema_text(kind))
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DIR
+    for p in export(target):
+        print(p)
