@@ -29,6 +29,8 @@ ANY_ROOT_TAG = "{*}DeathRegistrationGroup"
 CHUNK_BYTES = 1 << 20
 # A real record is about 1.5 KB; anything past this is not a record we can carry on a queue.
 MAX_RECORD_BYTES = 256 * 1024
+# How much of the start of a file is looked at before parsing (BOM, declaration, DOCTYPE, root).
+HEAD_BYTES = 64 * 1024
 # How far into a file its root element must have started.
 MAX_PROLOG_BYTES = 1 << 20
 
@@ -62,6 +64,7 @@ _ERROR_PHRASES = {
     "ERR_LT_REQUIRED": "a '<' is missing",
 }
 _DECLARED_ENCODING = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_FIRST_ELEMENT = re.compile(rb"<[A-Za-z_]")
 _BOMS = {
     b"\xff\xfe\x00\x00": "UTF-32",
     b"\x00\x00\xfe\xff": "UTF-32",
@@ -140,15 +143,17 @@ class ExtractReader:
         self._stream = stream
         self._chunk_bytes = chunk_bytes
         self._parser = etree.XMLPullParser(
-            events=("start", "end"),
-            tag=(ANY_ROOT_TAG, RECORD_TAG, COUNT_TAG),
+            events=("end",),
+            tag=(RECORD_TAG, COUNT_TAG),
             encoding="utf-8",
             **_HARDENED,
         )
         self._root: etree._Element | None = None
         self._record_count: int | None = None
         self.records_seen = 0
+        self.records_sliced = 0
         self.bytes_read = 0
+        self._sniffed_root = False
         # slicing state
         self._buf = bytearray()
         self._pos = 0
@@ -157,6 +162,7 @@ class ExtractReader:
         self._end_tag = b""
         self._ns_decls = b""
         self._tag_prefix: str | None = None
+        self._record_start: re.Pattern[bytes] = re.compile(rb"<DeathRegistration[\s/>]")
 
     # -- public -----------------------------------------------------------------------------
 
@@ -177,6 +183,12 @@ class ExtractReader:
         while True:
             data = self._stream.read(self._chunk_bytes)
             if first:
+                # Streams may return short reads: look at a decent head, whatever the chunk size.
+                while data and len(data) < HEAD_BYTES:
+                    more = self._stream.read(HEAD_BYTES - len(data))
+                    if not more:
+                        break
+                    data += more
                 self._check_head(data)
                 first = False
             if not data:
@@ -189,7 +201,7 @@ class ExtractReader:
                 yield from self._drain(emit_from)
             except etree.XMLSyntaxError as err:
                 raise _syntax_error(err) from None
-            if self._root is None and self.bytes_read > MAX_PROLOG_BYTES:
+            if not self._sniffed_root and self.bytes_read > MAX_PROLOG_BYTES:
                 raise FileRejectedError("no DeathRegistrationGroup root element in the first MiB")
             if emit_from is not None and self._slicing:
                 del self._buf[: self._pos]
@@ -207,6 +219,9 @@ class ExtractReader:
         for bom, name in _BOMS.items():
             if data.startswith(bom):
                 raise FileRejectedError(f"the file is {name} (byte order mark); expected UTF-8")
+        prolog = data[: m.start()] if (m := _FIRST_ELEMENT.search(data)) else data
+        if b"<!DOCTYPE" in prolog:
+            raise FileRejectedError("the file has a DOCTYPE declaration (DTDs are not allowed)")
         declared = _DECLARED_ENCODING.match(data.removeprefix(b"\xef\xbb\xbf"))
         if declared and declared.group(1).decode().lower().replace("_", "-") not in (
             "utf-8",
@@ -221,9 +236,10 @@ class ExtractReader:
         """Name the root element early, so a wrong file is refused before it is read whole."""
         sniffer = etree.XMLPullParser(events=("start",), encoding="utf-8", **_HARDENED)
         try:
-            sniffer.feed(data[:65536])
+            sniffer.feed(data[:HEAD_BYTES])
             for _, el in sniffer.read_events():
                 self._check_root(el)
+                self._sniffed_root = True
                 return
         except etree.XMLSyntaxError:
             return  # the real pass reports it, with its position
@@ -242,21 +258,26 @@ class ExtractReader:
             )
 
     def _drain(self, emit_from: int | None) -> Iterator[Fragment | OversizedRecord]:
-        for event, el in self._parser.read_events():
-            if event == "start":
-                if el.tag == RECORD_TAG or el.tag == COUNT_TAG:
-                    continue
-                if self._root is None:
-                    self._check_root(el)
-                    self._root = el
-                    self._ns_decls = _ns_declarations(dict(el.nsmap))
-                continue
+        for _, el in self._parser.read_events():
+            if self._root is None:
+                self._adopt_root(el)
             if el.tag == RECORD_TAG:
                 out = self._record_ended(el, emit_from)
                 if out is not None:
                     yield out
             elif el.tag == COUNT_TAG:
                 self._count_ended(el)
+
+    def _adopt_root(self, el: etree._Element) -> None:
+        root = el.getparent()
+        if root is None or root.getparent() is not None:
+            raise FileRejectedError(
+                f"{etree.QName(el).localname} is not a child of the root element",
+                line=el.sourceline,
+            )
+        self._check_root(root)
+        self._root = root
+        self._ns_decls = _ns_declarations(dict(root.nsmap))
 
     def _record_ended(
         self, el: etree._Element, emit_from: int | None
@@ -346,6 +367,7 @@ class ExtractReader:
             self._tag_prefix = el.prefix
             self._start_tag = f"<{name}>".encode()
             self._end_tag = f"</{name}>".encode()
+            self._record_start = re.compile(re.escape(f"<{name}").encode() + rb"[\s/>]")
         buf = self._buf
         start = buf.find(self._start_tag, self._pos)
         if start < 0:
@@ -356,7 +378,7 @@ class ExtractReader:
             odd = (
                 b"<!" in gap
                 or gap.count(b"<?") > gap.startswith(b"<?xml")
-                or self._start_tag[:-1] in gap
+                or self._record_start.search(gap) is not None
             )
         else:
             odd = bool(gap.strip())
@@ -368,9 +390,15 @@ class ExtractReader:
             self._slicing = False
             return None
         inner_start = start + len(self._start_tag)
-        inner = bytes(buf[inner_start:end])
-        if b"<!" in inner or b"<?" in inner:
+        if (
+            buf.find(b"<!", inner_start, end) >= 0
+            or buf.find(b"<?", inner_start, end) >= 0
+            or self._record_start.search(buf, inner_start, end) is not None
+        ):
             self._slicing = False
             return None
         self._pos = end + len(self._end_tag)
-        return b"".join((self._start_tag[:-1], self._ns_decls, b">", inner, self._end_tag))
+        self.records_sliced += 1
+        with memoryview(buf) as view:
+            head = self._start_tag[:-1]
+            return b"".join((head, self._ns_decls, b">", view[inner_start:end], self._end_tag))

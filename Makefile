@@ -1,0 +1,30 @@
+# The one gate: what CI runs is `make check`. uv comes from PyPI when it is missing.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+
+.PHONY: check lint test demo bench schemas bootstrap
+
+bootstrap:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV) sync --frozen --quiet
+
+check: bootstrap lint test
+
+lint:
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen mypy
+
+test:
+	$(UV) run --frozen pytest
+
+demo: bootstrap
+	$(UV) run --frozen ingest sample --records 1000 --seed 1 --out /tmp/gro-demo.xml
+	$(UV) run --frozen ingest validate /tmp/gro-demo.xml
+	$(UV) run --frozen ingest transform /tmp/gro-demo.xml | head -n 2
+
+bench: bootstrap
+	$(UV) run --frozen python bench/split_bench.py
+
+schemas: bootstrap
+	$(UV) run --frozen python -m contracts.schema
