@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from contracts.gro import NS_GRO
 from lxml import etree
@@ -83,16 +83,14 @@ class FileRejectedError(Exception):
         super().__init__(reason if located else f"{reason} (line {line})")
 
 
-@dataclass(frozen=True, slots=True)
-class Fragment:
+class Fragment(NamedTuple):
     """One `DeathRegistration` as a standalone UTF-8 XML document, with its 1-based ordinal."""
 
     ordinal: int
     xml: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class OversizedRecord:
+class OversizedRecord(NamedTuple):
     """A record too large to carry: reported, never emitted, never silently dropped."""
 
     ordinal: int
@@ -163,6 +161,8 @@ class ExtractReader:
         self._ns_decls = b""
         self._tag_prefix: str | None = None
         self._record_start: re.Pattern[bytes] = re.compile(rb"<DeathRegistration[\s/>]")
+        self._surprise: re.Pattern[bytes] = self._record_start
+        self._open_tag = b""
 
     # -- public -----------------------------------------------------------------------------
 
@@ -284,7 +284,29 @@ class ExtractReader:
     ) -> Fragment | OversizedRecord | None:
         root = self._root
         ordinal = self.records_seen + 1
-        if root is None or el.getparent() is not root:
+        # one cheap test for the normal case; the detail only when something is off
+        if (
+            el.getparent() is not root
+            or self._record_count is not None
+            or (el.getprevious() is not None)
+        ):
+            self._record_out_of_place(el, ordinal)
+        self.records_seen = ordinal
+        out: Fragment | OversizedRecord | None = None
+        if emit_from is not None:
+            xml = self._slice(el, ordinal == 1) if self._slicing else None
+            if ordinal >= emit_from:
+                if xml is None:
+                    xml = etree.tostring(el, encoding="utf-8", with_tail=False)
+                if len(xml) > MAX_RECORD_BYTES:
+                    out = OversizedRecord(ordinal, len(xml))
+                else:
+                    out = Fragment(ordinal, xml)
+        root.remove(el)  # type: ignore[union-attr]
+        return out
+
+    def _record_out_of_place(self, el: etree._Element, ordinal: int) -> None:
+        if el.getparent() is not self._root:
             raise FileRejectedError(
                 f"DeathRegistration {ordinal} is not a child of the root element",
                 line=el.sourceline,
@@ -295,19 +317,6 @@ class ExtractReader:
                 line=el.sourceline,
             )
         self._drop_strays(el, f"before DeathRegistration {ordinal}")
-        self.records_seen = ordinal
-        out: Fragment | OversizedRecord | None = None
-        if emit_from is not None:
-            xml = self._slice(el, first=ordinal == 1) if self._slicing else None
-            if xml is None and ordinal >= emit_from:
-                xml = etree.tostring(el, encoding="utf-8", with_tail=False)
-            if xml is not None and ordinal >= emit_from:
-                if len(xml) > MAX_RECORD_BYTES:
-                    out = OversizedRecord(ordinal=ordinal, size=len(xml))
-                else:
-                    out = Fragment(ordinal=ordinal, xml=xml)
-        root.remove(el)
-        return out
 
     def _drop_strays(self, el: etree._Element, where: str) -> None:
         # Records are removed as soon as they end, so anything before one is a stray element.
@@ -357,48 +366,46 @@ class ExtractReader:
 
     # -- slicing ----------------------------------------------------------------------------
 
-    def _slice(self, el: etree._Element, *, first: bool) -> bytes | None:
+    def _slice(self, el: etree._Element, first: bool) -> bytes | None:
         """The record's own bytes, or None (and slicing off for good) if the layout is odd."""
         if el.prefix != self._tag_prefix or not self._start_tag:
-            name = "DeathRegistration" if el.prefix is None else f"{el.prefix}:DeathRegistration"
-            if self._start_tag and el.prefix != self._tag_prefix:
+            if self._start_tag:
                 self._slicing = False
                 return None
-            self._tag_prefix = el.prefix
-            self._start_tag = f"<{name}>".encode()
-            self._end_tag = f"</{name}>".encode()
-            self._record_start = re.compile(re.escape(f"<{name}").encode() + rb"[\s/>]")
+            self._set_record_tag(el.prefix)
         buf = self._buf
-        start = buf.find(self._start_tag, self._pos)
+        pos = self._pos
+        start = buf.find(self._start_tag, pos)
         if start < 0:
             self._slicing = False
             return None
-        gap = bytes(buf[self._pos : start])
         if first:
+            gap = bytes(buf[pos:start])
             odd = (
                 b"<!" in gap
                 or gap.count(b"<?") > gap.startswith(b"<?xml")
                 or self._record_start.search(gap) is not None
             )
         else:
-            odd = bool(gap.strip())
-        if odd:
-            self._slicing = False
-            return None
+            # between two records only whitespace may stand: any markup there is a surprise
+            odd = buf.find(b"<", pos, start) >= 0
         end = buf.find(self._end_tag, start)
-        if end < 0:
-            self._slicing = False
-            return None
         inner_start = start + len(self._start_tag)
-        if (
-            buf.find(b"<!", inner_start, end) >= 0
-            or buf.find(b"<?", inner_start, end) >= 0
-            or self._record_start.search(buf, inner_start, end) is not None
-        ):
+        if odd or end < 0 or self._surprise.search(buf, inner_start, end) is not None:
             self._slicing = False
             return None
         self._pos = end + len(self._end_tag)
         self.records_sliced += 1
         with memoryview(buf) as view:
-            head = self._start_tag[:-1]
-            return b"".join((head, self._ns_decls, b">", view[inner_start:end], self._end_tag))
+            return b"".join((self._open_tag, view[inner_start:end], self._end_tag))
+
+    def _set_record_tag(self, prefix: str | None) -> None:
+        name = "DeathRegistration" if prefix is None else f"{prefix}:DeathRegistration"
+        self._tag_prefix = prefix
+        self._start_tag = f"<{name}>".encode()
+        self._end_tag = f"</{name}>".encode()
+        self._open_tag = f"<{name}".encode() + self._ns_decls + b">"
+        start = re.escape(f"<{name}").encode() + rb"[\s/>]"
+        self._record_start = re.compile(start)
+        # comments, CDATA, PIs or a nested element of the same name: leave it to tostring
+        self._surprise = re.compile(rb"<[!?]|" + start)

@@ -1,0 +1,64 @@
+"""Send record messages to SQS in batches of ten, several batches at once, retrying failures."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+BATCH = 10  # SendMessageBatch's limit
+_RETRIES = 5
+
+
+class SendError(Exception):
+    """Some messages could not be sent after retries."""
+
+
+class BatchSender:
+    """Parallel SendMessageBatch with bounded in-flight work and per-entry retries."""
+
+    def __init__(self, sqs: Any, queue_url: str, concurrency: int) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send")
+        self._limit = concurrency * 2
+        self._inflight: set[Future[None]] = set()
+        self._pending: list[dict[str, str]] = []
+
+    def add(self, entry_id: str, body: bytes) -> None:
+        """Queue one message; a full batch goes out at once."""
+        self._pending.append({"Id": entry_id, "MessageBody": body.decode()})
+        if len(self._pending) == BATCH:
+            self._submit()
+
+    def _submit(self) -> None:
+        entries, self._pending = self._pending, []
+        while len(self._inflight) >= self._limit:
+            done, self._inflight = wait(self._inflight, return_when=FIRST_COMPLETED)
+            for f in done:
+                f.result()
+        self._inflight.add(self._pool.submit(self._send, entries))
+
+    def _send(self, entries: Iterable[dict[str, str]]) -> None:
+        todo = list(entries)
+        for attempt in range(_RETRIES):
+            answer = self._sqs.send_message_batch(QueueUrl=self._queue_url, Entries=todo)
+            failed = {f["Id"] for f in answer.get("Failed", [])}
+            if not failed:
+                return
+            todo = [e for e in todo if e["Id"] in failed]
+            time.sleep(0.1 * 2**attempt)
+        raise SendError(f"{len(todo)} messages could not be sent to the records queue")
+
+    def flush(self) -> None:
+        """Send what is queued and wait for every batch in flight."""
+        if self._pending:
+            self._submit()
+        for f in self._inflight:
+            f.result()
+        self._inflight.clear()
+
+    def close(self) -> None:
+        """Stop the worker threads."""
+        self._pool.shutdown(wait=True)
