@@ -20,8 +20,9 @@ OUT = Path(__file__).resolve().parent / "out"
 
 
 def _bare(path: str) -> int:
-    from contracts.gro import NS_GRO
     from lxml import etree
+
+    from contracts.gro import NS_GRO
 
     tag = f"{{{NS_GRO}}}DeathRegistration"
     n = 0

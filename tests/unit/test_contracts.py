@@ -6,6 +6,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+
 from contracts.events import DeathNotification, MinimalEvent
 from contracts.gro import GroDeathRecord
 from contracts.messages import (

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 
 import pytest
+
 from contracts.gro import NS_ADDR, NS_GRO, NS_PD, NS_PERSON
 from ingest_cli.sample import iter_sample
 from splitter.extract import (

@@ -18,6 +18,9 @@ from datetime import datetime
 from xml.sax.saxutils import escape
 
 import msgspec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from contracts.events import SEX_CODES, UPDATE_REASON_CODES, RecordType
 from contracts.gro import (
     NS_ADDR,
@@ -32,8 +35,6 @@ from contracts.gro import (
     PersonName,
     RecordedDate,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from splitter.extract import ExtractReader, Fragment
 from transformer.core import Transformed, transform_fragment
 from transformer.event_id import event_id

@@ -5,14 +5,14 @@ from __future__ import annotations
 import io
 
 import pytest
+
 from contracts.events import RecordType, Sex, UpdateReason
 from contracts.gro import AliasName, AliasNameType, RecordedDate
 from splitter.extract import ExtractReader, Fragment
+from tests.builders import GENDER, LOCKED, NAME, extract, fragment, record
 from transformer.core import Rejected, Transformed, transform_fragment
 from transformer.event_id import event_id
 from transformer.parse import parse_fragment
-
-from tests.builders import GENDER, LOCKED, NAME, extract, fragment, record
 
 KEY = b"test-key"
 

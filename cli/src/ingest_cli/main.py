@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from typing import BinaryIO
 
 import msgspec
-from splitter.extract import ExtractReader, FileRejectedError, OversizedRecord
-from transformer.core import Rejected, transform_fragment
 
 from ingest_cli.keys import event_id_key
 from ingest_cli.sample import write_sample
+from splitter.extract import ExtractReader, FileRejectedError, OversizedRecord
+from transformer.core import Rejected, transform_fragment
 
 
 class InvalidRecord(msgspec.Struct, omit_defaults=True):

@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, NamedTuple
 
-from contracts.gro import NS_GRO
 from lxml import etree
+
+from contracts.gro import NS_GRO
 
 RECORD_TAG = f"{{{NS_GRO}}}DeathRegistration"
 COUNT_TAG = f"{{{NS_GRO}}}RecordCount"

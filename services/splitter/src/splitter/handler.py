@@ -22,10 +22,10 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
-from contracts.ledger import FileStatus, RecordStatus
-from contracts.messages import FileRef, RecordToTransform
 
 from contracts import ledger
+from contracts.ledger import FileStatus, RecordStatus
+from contracts.messages import FileRef, RecordToTransform
 from splitter.extract import FileRejectedError
 from splitter.sender import BatchSender
 from splitter.settings import Settings

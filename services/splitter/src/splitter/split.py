@@ -11,8 +11,8 @@ from contextlib import AbstractContextManager
 from typing import BinaryIO, Protocol
 
 import msgspec
-from contracts.messages import FileRef, RecordToTransform
 
+from contracts.messages import FileRef, RecordToTransform
 from splitter.extract import ExtractReader, Fragment, OversizedRecord
 
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from contracts.events import DeathNotification
 from contracts.gro import GroDeathRecord
-
 from transformer.event_id import event_id
 from transformer.mapping import to_event
 from transformer.parse import FragmentError, parse_fragment

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 
 import msgspec
+
 from contracts.gro import GroDeathRecord
 
 ID_PREFIX = "gro1-"

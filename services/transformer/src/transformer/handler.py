@@ -16,11 +16,11 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from contracts import ledger
 from contracts.deadletter import dead_letter
 from contracts.ledger import RecordStatus
 from contracts.messages import EventToPublish, RecordToTransform
-
-from contracts import ledger
 from transformer.core import Rejected, transform_fragment
 from transformer.settings import Settings
 

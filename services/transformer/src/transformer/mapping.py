@@ -13,7 +13,6 @@ from contracts.events import (
     RecordType,
 )
 from contracts.gro import AliasName, AliasNameType, GroDeathRecord, PersonName
-
 from transformer.rules import clean
 
 

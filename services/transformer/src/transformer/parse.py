@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lxml import etree
+
 from contracts.gro import (
     NS_ADDR,
     NS_GRO,
@@ -24,7 +26,6 @@ from contracts.gro import (
     PersonName,
     RecordedDate,
 )
-from lxml import etree
 
 _PARSER = etree.XMLParser(
     resolve_entities=False,

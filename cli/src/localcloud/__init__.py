@@ -1,0 +1,1 @@
+"""Local simulation of the cloud services the pipeline talks to (loopback only)."""

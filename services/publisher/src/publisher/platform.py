@@ -1,0 +1,129 @@
+"""The Data Exchange platform's publishing API: OAuth2 client credentials and POST /events.
+
+One token per container, refreshed shortly before it expires or after a 401. Answers are
+sorted into published (201, and 409: the platform already has this id), transient (429, 5xx,
+network: try again later) and permanent (400, 403: no retry can help).
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+import msgspec
+import urllib3
+
+from contracts.events import MinimalEvent
+
+REFRESH_MARGIN_SECONDS = 60
+
+
+class TransientPlatformError(Exception):
+    """Try again later: the platform is busy, down or unreachable."""
+
+
+class PermanentPlatformError(Exception):
+    """The platform refused the event for good; the reason names the status, not the content."""
+
+
+class ClientCredentials(msgspec.Struct, frozen=True):
+    """The platform client's id and secret, as kept in Secrets Manager."""
+
+    client_id: str
+    client_secret: str
+
+
+class _Token(msgspec.Struct):
+    access_token: str
+    expires_in: int = 3600
+    token_type: str = "Bearer"  # noqa: S105 - a scheme name, not a secret
+
+
+class PlatformClient:
+    """Posts minimal events; thread-safe; caches its token."""
+
+    def __init__(
+        self,
+        *,
+        platform_url: str,
+        token_url: str,
+        credentials: Callable[[], ClientCredentials],
+        timeout_seconds: float = 10.0,
+        http: Any = None,
+    ) -> None:
+        self._events_url = platform_url.rstrip("/") + "/events"
+        self._token_url = token_url
+        self._credentials = credentials
+        self._http = http or urllib3.PoolManager(
+            timeout=urllib3.Timeout(total=timeout_seconds), retries=False
+        )
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self.tokens_fetched = 0
+
+    def _fetch_token(self) -> str:
+        creds = self._credentials()
+        basic = base64.b64encode(f"{creds.client_id}:{creds.client_secret}".encode()).decode()
+        try:
+            answer = self._http.request(
+                "POST",
+                self._token_url,
+                body=urlencode({"grant_type": "client_credentials", "scope": "events/publish"}),
+                headers={
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "Authorization": f"Basic {basic}",
+                },
+            )
+        except urllib3.exceptions.HTTPError as err:
+            raise TransientPlatformError(
+                f"token endpoint unreachable: {type(err).__name__}"
+            ) from None
+        if answer.status == 429 or answer.status >= 500:
+            raise TransientPlatformError(f"token endpoint answered {answer.status}")
+        if answer.status != 200:
+            raise PermanentPlatformError(f"token endpoint answered {answer.status}")
+        token = msgspec.json.decode(answer.data, type=_Token)
+        self._token = token.access_token
+        self._expires_at = time.monotonic() + token.expires_in - REFRESH_MARGIN_SECONDS
+        self.tokens_fetched += 1
+        return token.access_token
+
+    def _bearer(self, *, renew: bool = False) -> str:
+        with self._lock:
+            if renew or self._token is None or time.monotonic() >= self._expires_at:
+                return self._fetch_token()
+            return self._token
+
+    def publish(self, event: MinimalEvent) -> int:
+        """POST the event; return 201 or 409 (both mean the platform has it), else raise."""
+        body = msgspec.json.encode(event)
+        for attempt in range(2):
+            token = self._bearer(renew=attempt > 0)
+            try:
+                answer = self._http.request(
+                    "POST",
+                    self._events_url,
+                    body=body,
+                    headers={
+                        "Content-Type": "application/json",
+                        "Authorization": f"Bearer {token}",
+                    },
+                )
+            except urllib3.exceptions.HTTPError as err:
+                raise TransientPlatformError(
+                    f"platform unreachable: {type(err).__name__}"
+                ) from None
+            status = int(answer.status)
+            if status in (201, 409):
+                return status
+            if status == 401 and attempt == 0:
+                continue  # expired or revoked: one fresh token, one more try
+            if status == 429 or status >= 500:
+                raise TransientPlatformError(f"platform answered {status}")
+            raise PermanentPlatformError(f"platform answered {status} to POST /events")
+        raise PermanentPlatformError("platform answered 401 to a fresh token")
