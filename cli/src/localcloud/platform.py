@@ -17,6 +17,7 @@ import base64
 import binascii
 import collections
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import queue
@@ -33,6 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote_plus, urlsplit
 
+STATS_PATH = "/simulator/stats"
 EVENTS_PATH = "/events"
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 (a path, not a password)
 EVENT_TYPE = "GRO_DEATH_NOTIFICATION"
@@ -166,7 +168,16 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(404, {"error": "not_found", "message": "no such resource"})
 
-    do_GET = do_PUT = do_DELETE = do_PATCH = _not_allowed
+    def do_GET(self) -> None:
+        # The simulator's own counters, for `ingest run` in another process than `ingest up`.
+        if urlsplit(self.path).path == STATS_PATH:
+            stats = dataclasses.asdict(self.server.simulator.stats())
+            stats["idle"] = self.server.simulator.wait_idle(0)
+            self._send_json(200, stats)
+        else:
+            self._not_allowed()
+
+    do_PUT = do_DELETE = do_PATCH = _not_allowed
 
     # --- helpers used by the simulator ------------------------------------------------------
 

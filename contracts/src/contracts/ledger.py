@@ -115,10 +115,18 @@ def file_started(client: DynamoClient, table: str, ref: FileRef) -> None:
         TableName=table,
         Key={"pk": {"S": _file_pk(fid)}},
         UpdateExpression=(
-            "SET bucket = :b, #k = :k, version_id = :v, expires_at = :x, "
-            "#s = if_not_exists(#s, :s), started_at = if_not_exists(started_at, :t)"
+            "SET #b = :b, #k = :k, #v = :v, #x = :x, "
+            "#s = if_not_exists(#s, :s), #t = if_not_exists(#t, :t)"
         ),
-        ExpressionAttributeNames={"#k": "key", "#s": "status"},
+        # every name through a placeholder: DynamoDB reserves hundreds of words (bucket, key...)
+        ExpressionAttributeNames={
+            "#b": "bucket",
+            "#k": "key",
+            "#v": "version_id",
+            "#x": "expires_at",
+            "#s": "status",
+            "#t": "started_at",
+        },
         ExpressionAttributeValues={
             ":b": {"S": ref.bucket},
             ":k": {"S": ref.key},
@@ -135,8 +143,8 @@ def file_split(client: DynamoClient, table: str, ref: FileRef, emitted: int) -> 
     client.update_item(
         TableName=table,
         Key={"pk": {"S": _file_pk(file_id(ref))}},
-        UpdateExpression="SET emitted = :n, #s = :s",
-        ExpressionAttributeNames={"#s": "status"},
+        UpdateExpression="SET #n = :n, #s = :s",
+        ExpressionAttributeNames={"#s": "status", "#n": "emitted"},
         ExpressionAttributeValues={":n": {"N": str(emitted)}, ":s": {"S": FileStatus.SPLIT}},
     )
 
@@ -146,15 +154,17 @@ def file_ended(
 ) -> None:
     """Record that a file was refused or finished (with a reason that quotes no content)."""
     values: dict[str, Any] = {":s": {"S": status}, ":t": {"N": str(int(time.time()))}}
-    expression = "SET #s = :s, ended_at = :t"
+    expression = "SET #s = :s, #e = :t"
+    names = {"#s": "status", "#e": "ended_at"}
     if reason is not None:
-        expression += ", reason = :r"
+        expression += ", #r = :r"
         values[":r"] = {"S": reason}
+        names["#r"] = "reason"
     client.update_item(
         TableName=table,
         Key={"pk": {"S": _file_pk(file_id(ref))}},
         UpdateExpression=expression,
-        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeNames=names,
         ExpressionAttributeValues=values,
     )
 
@@ -187,7 +197,14 @@ def record_ended(
         ":r": {"L": [{"S": r} for r in reasons]},
         ":e": {"S": event_id or ""},
     }
-    set_record = "SET #s = :s, expires_at = :x, updated_at = :t, reasons = :r, event_id = :e"
+    set_record = "SET #s = :s, #x = :x, #u = :t, #r = :r, #e = :e"
+    names = {
+        "#s": "status",
+        "#x": "expires_at",
+        "#u": "updated_at",
+        "#r": "reasons",
+        "#e": "event_id",
+    }
     for _ in range(3):
         try:
             client.transact_write_items(
@@ -198,7 +215,7 @@ def record_ended(
                             "Key": record_key,
                             "UpdateExpression": set_record,
                             "ConditionExpression": "attribute_not_exists(#s)",
-                            "ExpressionAttributeNames": {"#s": "status"},
+                            "ExpressionAttributeNames": names,
                             "ExpressionAttributeValues": values,
                         }
                     },
@@ -206,8 +223,12 @@ def record_ended(
                         "Update": {
                             "TableName": table,
                             "Key": shard_key,
-                            "UpdateExpression": "ADD terminal :one, #c :one SET expires_at = :x",
-                            "ExpressionAttributeNames": {"#c": status.value},
+                            "UpdateExpression": "ADD #t :one, #c :one SET #x = :x",
+                            "ExpressionAttributeNames": {
+                                "#t": "terminal",
+                                "#c": status.value,
+                                "#x": "expires_at",
+                            },
                             "ExpressionAttributeValues": {
                                 ":one": {"N": "1"},
                                 ":x": values[":x"],
@@ -235,7 +256,7 @@ def record_ended(
                             "Key": record_key,
                             "UpdateExpression": set_record,
                             "ConditionExpression": "#s = :old",
-                            "ExpressionAttributeNames": {"#s": "status"},
+                            "ExpressionAttributeNames": names,
                             "ExpressionAttributeValues": {**values, ":old": {"S": old}},
                         }
                     },

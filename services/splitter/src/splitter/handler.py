@@ -166,6 +166,8 @@ def _file_from_event(body: str) -> FileRef:
     detail = json.loads(body)["detail"]
     key = detail["object"]["key"]
     version = detail["object"].get("version-id")
+    if version == "null":  # S3's name for "this bucket is not versioned"
+        version = None
     bucket = detail["bucket"]["name"]
     for candidate in dict.fromkeys((key, unquote_plus(key))):
         try:

@@ -1,0 +1,262 @@
+"""`ingest up`, `ingest run`, `ingest status`, `ingest deploy`: the pipeline on a cloud."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+
+from contracts import ledger
+from localcloud import deploy as deployer
+from localcloud.cloud import STATE_FILE, ExternalPlatform, LocalCloud
+from localcloud.follow import follow, format_summary, upload
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _http_json(url: str, timeout: float = 2.0) -> Any:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
+    with opener.open(url, timeout=timeout) as answer:
+        return json.loads(answer.read())
+
+
+def running_cloud() -> dict[str, Any] | None:
+    """The state of an `ingest up` still answering on 127.0.0.1, if there is one."""
+    try:
+        state: dict[str, Any] = json.loads(STATE_FILE.read_text())
+        _http_json(state["endpoint"] + "/moto-api/data.json", timeout=1.0)
+        return state
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _clients_for(endpoint: str) -> Callable[[str], Any]:
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session(
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 - moto's dummy credentials
+        region_name="us-east-1",
+    )
+    lock = threading.Lock()
+
+    def client(service: str) -> Any:
+        with lock:
+            return session.client(
+                service, endpoint_url=endpoint, config=Config(retries={"max_attempts": 3})
+            )
+
+    return client
+
+
+@contextlib.contextmanager
+def _log_file(path: str | None) -> Iterator[IO[str] | None]:
+    if path is None:
+        yield None
+        return
+    with open(path, "w", encoding="utf-8") as handle:
+        yield handle
+
+
+def up(args: argparse.Namespace) -> int:
+    """Run the local cloud in the foreground until Ctrl-C."""
+    if running_cloud() is not None:
+        _say(f"ingest up: a local cloud is already running ({STATE_FILE})")
+        return 1
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with _log_file(args.logs) as logs:
+        cloud = LocalCloud(consumers=args.consumers, port=args.port, log_file=logs, say=_say)
+        try:
+            cloud.start()
+            cloud.write_state_file()
+            print(cloud.endpoint, flush=True)
+            _say("ready: `ingest run FILE` in another terminal; Ctrl-C to stop")
+            with contextlib.suppress(KeyboardInterrupt):
+                while not stop.wait(0.5):
+                    pass
+        finally:
+            with contextlib.suppress(OSError):
+                STATE_FILE.unlink()
+            cloud.stop()
+    return 0
+
+
+def _external(args: argparse.Namespace) -> ExternalPlatform | None:
+    given = [args.platform_url, args.token_url, args.client_id, args.client_secret]
+    if not any(given):
+        return None
+    if not all(given):
+        raise ValueError("--platform-url, --token-url, --client-id and --client-secret go together")
+    return ExternalPlatform(args.platform_url, args.token_url, args.client_id, args.client_secret)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Ingest one file on the running local cloud, or on one started for this command."""
+    path = Path(args.file)
+    if not path.is_file():
+        _say(f"ingest run: {path}: no such file")
+        return 1
+    external = _external(args)
+    started = time.monotonic()
+    state = running_cloud() if external is None else None
+    with _log_file(args.logs) as logs:
+        if state is not None:
+            _say(f"using the local cloud at {state['endpoint']} (ingest up)")
+            clients = _clients_for(state["endpoint"])
+            platform_url = state.get("platform_url")
+
+            def stats() -> Any:
+                return msgspec.convert(_http_json(f"{platform_url}/simulator/stats"), _Stats)
+
+            summary = follow(
+                clients,
+                upload(clients, path),
+                platform_stats=stats if platform_url else None,
+                timeout=args.timeout,
+                progress=_say,
+                started=started,
+                settled=lambda: bool(stats().idle),
+            )
+        else:
+            with LocalCloud(
+                consumers=args.consumers, log_file=logs, external=external, say=_say
+            ) as cloud:
+                platform = cloud.platform
+                summary = follow(
+                    cloud.client,
+                    upload(cloud.client, path),
+                    platform_stats=platform.stats if platform else None,
+                    timeout=args.timeout,
+                    progress=_say,
+                    started=started,
+                    settled=lambda: bool(
+                        platform is None
+                        or (platform.wait_idle(0) and cloud.pollers and cloud.pollers.idle())
+                    ),
+                )
+    if args.json:
+        print(msgspec.json.encode(summary).decode())
+    else:
+        print(format_summary(summary))
+    return 0 if summary.ok else 1
+
+
+class _Stats(msgspec.Struct):
+    enriched: int
+    consumed: int
+    idle: bool = False
+
+
+def status(args: argparse.Namespace) -> int:
+    """Where a file (or every file) is in the pipeline of the running local cloud."""
+    endpoint = args.endpoint_url or (running_cloud() or {}).get("endpoint")
+    if not endpoint:
+        _say("ingest status: no local cloud is running (start one with `ingest up`)")
+        return 1
+    clients = _clients_for(endpoint)
+    exports = {
+        e["Name"]: e["Value"] for e in clients("cloudformation").list_exports().get("Exports", [])
+    }
+    sfn = clients("stepfunctions")
+    executions = sfn.list_executions(stateMachineArn=exports["gro-foundation-StateMachineArn"])
+    rows = []
+    for execution in executions.get("executions", []):
+        described = sfn.describe_execution(executionArn=execution["executionArn"])
+        state = json.loads(described["input"])
+        key = state["file"]["key"]
+        if args.file and Path(args.file).name != Path(key).name and args.file != key:
+            continue
+        progress = ledger.progress(
+            clients("dynamodb"), exports["gro-foundation-LedgerName"], execution["name"]
+        )
+        rows.append(
+            {
+                "file": key,
+                "status": execution["status"],
+                "emitted": progress.emitted,
+                "published": progress.published,
+                "rejected": progress.rejected,
+                "dead_lettered": progress.dead_lettered,
+                "terminal": progress.terminal,
+                "reason": progress.reason,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows))
+    elif not rows:
+        print("no file has been ingested" + (f" matching {args.file}" if args.file else ""))
+    for row in [] if args.json else rows:
+        print(
+            f"{row['file']}: {row['status'].lower()}; emitted {row['emitted']}, published "
+            f"{row['published']}, rejected {row['rejected']}, dead-lettered "
+            f"{row['dead_lettered']}" + (f"; {row['reason']}" if row["reason"] else "")
+        )
+    return 0 if rows or not args.file else 1
+
+
+def deploy(args: argparse.Namespace) -> int:
+    """Package and deploy one stack to a local cloud (--endpoint-url) or to AWS."""
+    parameters = dict(p.split("=", 1) for p in args.parameter)
+    if args.endpoint_url:
+        clients = _clients_for(args.endpoint_url)
+        local = True
+    else:
+        import boto3
+
+        session = boto3.session.Session()
+        if session.get_credentials() is None:
+            _say("ingest deploy: no --endpoint-url and no AWS credentials: nothing to deploy to")
+            return 1
+        clients = session.client
+        local = False
+    outputs = deployer.deploy(clients, args.stack, parameters=parameters, local=local, log=_say)
+    for key, value in sorted(outputs.items()):
+        print(f"{key}\t{value}")
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    """Add the cloud commands to `ingest`'s sub-command parser."""
+    p = sub.add_parser("up", help="run the local cloud in the foreground until Ctrl-C")
+    p.add_argument("--consumers", type=int, default=2, help="platform simulator consumers")
+    p.add_argument("--port", type=int, default=0, help="moto's port (default: a free one)")
+    p.add_argument("--logs", help="write every function's log lines (JSON lines) here")
+    p.set_defaults(run=up)
+
+    p = sub.add_parser("run", help="ingest a file end to end and print a summary per stage")
+    p.add_argument("file")
+    p.add_argument("--consumers", type=int, default=2)
+    p.add_argument("--logs", help="write every function's log lines (JSON lines) here")
+    p.add_argument("--json", action="store_true", help="print the summary as one object")
+    p.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds")
+    p.add_argument("--platform-url")
+    p.add_argument("--token-url")
+    p.add_argument("--client-id")
+    p.add_argument("--client-secret")
+    p.set_defaults(run=run)
+
+    p = sub.add_parser("status", help="where a file (or every file) is in the pipeline")
+    p.add_argument("file", nargs="?")
+    p.add_argument("--endpoint-url")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=status)
+
+    p = sub.add_parser("deploy", help="package and deploy one stack")
+    p.add_argument("stack", choices=deployer.STACKS)
+    p.add_argument("--endpoint-url", help="a local cloud (default: AWS, with your credentials)")
+    p.add_argument("--parameter", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(run=deploy)

@@ -1,0 +1,215 @@
+"""The embedded local cloud: moto on 127.0.0.1 running the project's own templates, the local
+Lambda runtime, SQS pollers with AWS semantics, and (unless an external platform is named) the
+platform simulator with its consumers."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from localcloud import bundle, deploy
+from localcloud.moto_server import MotoServer
+from localcloud.platform import PlatformSimulator
+from localcloud.pollers import EventSourcePollers
+
+STATE_FILE = Path(os.environ.get("INGEST_STATE_DIR", Path.home() / ".cache" / "gro-ingest")) / (
+    "local-cloud.json"
+)
+PLATFORM_CLIENT_SECRET = "gro-publisher-platform-client"  # noqa: S105 - a secret's name
+CLIENT_ID = "gro-ingest-pipeline"
+
+
+@dataclass(frozen=True)
+class ExternalPlatform:
+    """A platform speaking platform-api.md somewhere on 127.0.0.1, instead of the simulator."""
+
+    url: str
+    token_url: str
+    client_id: str
+    client_secret: str
+
+
+class LocalCloud:
+    """Start, deploy and run the whole pipeline on 127.0.0.1."""
+
+    def __init__(
+        self,
+        *,
+        consumers: int = 2,
+        port: int = 0,
+        log_file: IO[str] | None = None,
+        external: ExternalPlatform | None = None,
+        say: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self._consumers = consumers
+        self._port = port
+        self._log_file = log_file
+        self._log_lock = threading.Lock()
+        self.external = external
+        self.say = say
+        self.moto: MotoServer | None = None
+        self.platform: PlatformSimulator | None = None
+        self.pollers: EventSourcePollers | None = None
+        self.outputs: dict[str, str] = {}
+        self._sync_stop = threading.Event()
+        self._sync_thread: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start moto and the runtime, the platform, deploy every stack, start the pollers."""
+        self.moto = MotoServer(
+            self._port,
+            runtime_path=[bundle.runtime_libraries()],
+            log_sink=self._log_line,
+            max_containers=2,
+        )
+        self.moto.start()
+        self.say(f"local cloud on {self.moto.endpoint}")
+        if self.external is None:
+            secret = secrets.token_urlsafe(24)
+            self.platform = PlatformSimulator(
+                client_id=CLIENT_ID,
+                client_secret=secret,
+                consumers=self._consumers,
+                enrich=self._enrich,
+                publish_consumed=self._publish_consumed,
+            )
+            self.platform.start()
+            creds = ExternalPlatform(self.platform.url, self.platform.token_url, CLIENT_ID, secret)
+            self.say(f"platform simulator on {self.platform.url} ({self._consumers} consumers)")
+        else:
+            creds = self.external
+        for stack in deploy.STACKS:
+            params = (
+                {"PlatformUrl": creds.url, "TokenUrl": creds.token_url}
+                if stack == "publisher"
+                else {}
+            )
+            outputs = deploy.deploy(
+                self.client, stack, parameters=params, local=True, log=self._log_deploy
+            )
+            self.outputs.update(outputs)
+            if stack == "publisher":
+                self.client("secretsmanager").put_secret_value(
+                    SecretId=PLATFORM_CLIENT_SECRET,
+                    SecretString=json.dumps(
+                        {"client_id": creds.client_id, "client_secret": creds.client_secret}
+                    ),
+                )
+        self.say("deployed: foundation, splitter, transformer, publisher, reaper")
+        assert self.moto.runtime is not None
+        self.pollers = EventSourcePollers(
+            sqs=self.client("sqs"),
+            lambda_client=self.client("lambda"),
+            runtime=self.moto.runtime,
+            spec_for=self.moto.spec_for,
+        )
+        self.pollers.sync()
+        # a service redeployed from another terminal gets its mappings polled again
+        self._sync_thread = threading.Thread(target=self._keep_synced, daemon=True)
+        self._sync_thread.start()
+
+    def stop(self) -> None:
+        """Stop everything, in the reverse order."""
+        self._sync_stop.set()
+        if self._sync_thread is not None:
+            self._sync_thread.join(timeout=5)
+        if self.pollers is not None:
+            self.pollers.stop()
+        if self.platform is not None:
+            self.platform.stop()
+        if self.moto is not None:
+            self.moto.stop()
+
+    def __enter__(self) -> LocalCloud:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @property
+    def endpoint(self) -> str:
+        """The moto server's URL."""
+        assert self.moto is not None
+        return self.moto.endpoint
+
+    def client(self, service: str) -> Any:
+        """A boto3 client on the local cloud."""
+        assert self.moto is not None
+        return self.moto.client(service)
+
+    def write_state_file(self) -> None:
+        """Tell other `ingest` commands where this cloud is."""
+        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+        state = {"endpoint": self.endpoint, "pid": os.getpid()}
+        if self.platform is not None:
+            state["platform_url"] = self.platform.url
+        STATE_FILE.write_text(json.dumps(state))
+
+    # -- wiring -----------------------------------------------------------------------------
+
+    def _keep_synced(self) -> None:
+        while not self._sync_stop.wait(2.0):
+            try:
+                if self.pollers is not None:
+                    self.pollers.sync()
+            except Exception as err:  # keep polling whatever one sync met
+                self._log_line("localcloud", json.dumps({"sync_error": type(err).__name__}))
+
+    def _enrich(self, event_id: str) -> dict[str, Any]:
+        answer = self.client("lambda").invoke(
+            FunctionName="gro-publisher-enrich", Payload=json.dumps({"id": event_id}).encode()
+        )
+        body: dict[str, Any] = json.loads(answer["Payload"].read())
+        if answer.get("FunctionError"):
+            raise RuntimeError(f"enrich failed: {body.get('errorType')}")
+        return body
+
+    def _publish_consumed(self, event_id: str) -> None:
+        topic = self.outputs.get("EventsConsumedTopicArn") or self._export(
+            "gro-foundation-EventsConsumedTopicArn"
+        )
+        self.client("sns").publish(TopicArn=topic, Message=json.dumps({"id": event_id}))
+
+    def _export(self, name: str) -> str:
+        exports = self.client("cloudformation").list_exports()["Exports"]
+        return str(next(e["Value"] for e in exports if e["Name"] == name))
+
+    def _log_deploy(self, line: str) -> None:
+        self._log_line("deploy", json.dumps({"message": line}))
+
+    def _log_line(self, function: str, line: str) -> None:
+        if self._log_file is None:
+            return
+        line = line.rstrip("\n")
+        if not line:
+            return
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                record = {"message": record}
+        except ValueError:
+            record = {"message": line}
+        record.setdefault("function", function)
+        with self._log_lock:
+            self._log_file.write(json.dumps(record) + "\n")
+            self._log_file.flush()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
+    """Poll `predicate` until it holds or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

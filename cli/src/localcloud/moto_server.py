@@ -1,0 +1,219 @@
+"""An in-process moto server on 127.0.0.1 whose Lambda functions run their deployed code."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import urllib.request
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from localcloud.lambda_runtime import FunctionSpec, LambdaRuntime, LogSink
+
+# --- moto 5.2.5 patches ---------------------------------------------------------------------------
+# The active runtime is process-wide because moto's backends (and these patches) are.
+_runtime: LambdaRuntime | None = None
+_request = threading.local()
+_originals: dict[str, Any] = {}
+_LOG_TAIL_BYTES = 4096  # AWS returns the last 4 KB of logs in the Invoke LogResult
+
+
+def _invoke(self: Any, body: Any, request_headers: Any, response_headers: Any) -> Any:
+    # Invoke's X-Amzn-Trace-Id never reaches _invoke_lambda; pass it on via the request's thread.
+    _request.trace_header = request_headers.get("X-Amzn-Trace-Id")
+    try:
+        # moto turns an empty body into the *string* "{}"; AWS hands the handler an empty object.
+        out = _originals["invoke"](self, body or "{}", request_headers, response_headers)
+    finally:
+        _request.trace_header = None
+    # moto hard-codes "Handled"; AWS reports an uncaught handler exception as "Unhandled".
+    if response_headers.get("x-amz-function-error") == "Handled":
+        response_headers["x-amz-function-error"] = "Unhandled"
+    return out
+
+
+def _invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
+    # moto runs functions in Docker (absent here) or echoes the input; every path (Invoke API,
+    # SFN lambda:invoke tasks) ends in this method, so run the deployed handler in our runtime.
+    # An error payload with errorType + FunctionError lets SFN Retry/Catch match the error name.
+    runtime = _runtime
+    if runtime is None:
+        error = {"errorType": "Runtime.Unavailable", "errorMessage": "no LambdaRuntime attached"}
+        return json.dumps(error), True, ""
+    self.logs_backend.ensure_log_group(self.logs_group_name)  # save_logs needs the group
+    try:
+        spec = runtime.spec_from_moto(self)
+    except Exception as exc:  # e.g. a corrupt zip: report it as the invocation's error
+        error = {"errorType": "Runtime.InvalidCode", "errorMessage": str(exc)}
+        return json.dumps(error), True, ""
+    result = runtime.invoke(
+        spec, {} if event is None else event, trace_header=getattr(_request, "trace_header", None)
+    )
+    if result.logs:
+        self.save_logs(result.logs)
+    tail = result.logs.encode()[-_LOG_TAIL_BYTES:].decode("utf-8", "ignore")
+    return result.payload.decode(), result.error_type is not None, tail
+
+
+def _patch_targets() -> tuple[Any, Any, Any]:
+    from moto.awslambda.models import LambdaFunction
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.sqs.models import Queue
+
+    # as Any: patching methods is what mypy rightly dislikes
+    return LambdaFunction, Queue, DynamoHandler
+
+
+_dynamodb_lock = threading.Lock()
+
+
+def _serialised(call_action: Any) -> Any:
+    def call(self: Any) -> Any:
+        with _dynamodb_lock:
+            return call_action(self)
+
+    return call
+
+
+def _install_patches(runtime: LambdaRuntime) -> None:
+    global _runtime
+    LambdaFunction, Queue, DynamoHandler = _patch_targets()
+    _runtime = runtime
+    if _originals:
+        return
+    # moto's DynamoDB is not thread-safe: TransactWriteItems deep-copies a table (for rollback)
+    # while the threaded server lets other requests change it ("dictionary changed size").
+    _originals["dynamodb_call_action"] = DynamoHandler.call_action
+    DynamoHandler.call_action = _serialised(DynamoHandler.call_action)
+    _originals["invoke"] = LambdaFunction.invoke
+    _originals["_invoke_lambda"] = LambdaFunction._invoke_lambda
+    LambdaFunction.invoke = _invoke
+    LambdaFunction._invoke_lambda = _invoke_lambda
+    # moto drives SQS mappings synchronously inside SendMessage (one record per invoke, fake
+    # attributes, ReportBatchItemFailures ignored). Our pollers own the mappings, so queues must
+    # never see them: this data descriptor makes registration a no-op and hides existing ones.
+    Queue.lambda_event_source_mappings = property(lambda _q: {}, lambda _q, _v: None)
+
+
+def _uninstall_patches() -> None:
+    global _runtime
+    LambdaFunction, Queue, DynamoHandler = _patch_targets()
+    _runtime = None
+    if not _originals:
+        return
+    DynamoHandler.call_action = _originals.pop("dynamodb_call_action")
+    LambdaFunction.invoke = _originals.pop("invoke")
+    LambdaFunction._invoke_lambda = _originals.pop("_invoke_lambda")
+    del Queue.lambda_event_source_mappings
+
+
+# --------------------------------------------------------------------------------------------------
+
+# A synchronous Invoke may last up to Lambda's 900 s limit: never time out (and retry) before that.
+_CLIENT_CONFIG = Config(read_timeout=905, retries={"mode": "standard", "total_max_attempts": 2})
+
+
+class MotoServer:
+    """A ThreadedMotoServer on loopback plus the LambdaRuntime its functions run in."""
+
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        runtime_path: Sequence[Path] = (),
+        log_sink: LogSink | None = None,
+        max_containers: int = 2,
+    ) -> None:
+        self._port = port
+        self._runtime_args: dict[str, Any] = {
+            "runtime_path": list(runtime_path),
+            "log_sink": log_sink,
+            "max_containers": max_containers,
+        }
+        self.region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+        self.endpoint = ""
+        self.runtime: LambdaRuntime | None = None
+        self._server: Any = None
+        self._session = boto3.session.Session(
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - moto's dummy credentials
+            region_name=self.region,
+        )
+        self._client_lock = threading.Lock()  # boto3 sessions are not thread-safe
+
+    def start(self) -> None:
+        """Start the server, enable SFN execution and patch Lambda before anything is deployed."""
+        from moto.server import ThreadedMotoServer
+
+        if _runtime is not None:
+            raise RuntimeError("a MotoServer is already running in this process")
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per call
+        # moto narrates what it skips and every failed state (our own output says it better)
+        logging.getLogger("moto.cloudformation").setLevel(logging.ERROR)
+        logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
+        warnings.filterwarnings("ignore", module=r"moto\.cloudformation")
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
+        server.start()
+        self._server = server
+        _, port = server.get_host_and_port()
+        self.endpoint = f"http://127.0.0.1:{port}"
+        # SFN tasks call http://localhost:$MOTO_PORT, read at each call.
+        os.environ["MOTO_PORT"] = str(port)
+        self._post("/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
+        self.runtime = LambdaRuntime(endpoint=self.endpoint, **self._runtime_args)
+        _install_patches(self.runtime)
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for `service` pointed at this server."""
+        with self._client_lock:
+            return self._session.client(service, endpoint_url=self.endpoint, config=_CLIENT_CONFIG)
+
+    def spec_for(self, function_name: str) -> FunctionSpec:
+        """The FunctionSpec of a deployed function (the `spec_for` that pollers need)."""
+        from moto.backends import get_backend
+        from moto.core import DEFAULT_ACCOUNT_ID
+
+        assert self.runtime is not None, "MotoServer not started"
+        fn = get_backend("lambda")[DEFAULT_ACCOUNT_ID][self.region].get_function(function_name)
+        return self.runtime.spec_from_moto(fn)
+
+    def reset(self) -> None:
+        """Drop all moto state and all containers (stop pollers first; they hold the runtime)."""
+        self._post("/moto-api/reset", None)
+        old, self.runtime = (
+            self.runtime,
+            LambdaRuntime(endpoint=self.endpoint, **self._runtime_args),
+        )
+        _install_patches(self.runtime)
+        if old is not None:
+            old.shutdown()
+
+    def stop(self) -> None:
+        """Undo the patches, kill all containers and stop the server."""
+        if self._server is None:
+            return
+        _uninstall_patches()
+        if self.runtime is not None:
+            self.runtime.shutdown()
+            self.runtime = None
+        self._server.stop()
+        self._server = None
+        os.environ.pop("MOTO_PORT", None)
+
+    def _post(self, path: str, body: Any) -> None:
+        data = b"" if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 - fixed http://127.0.0.1 URL
+            self.endpoint + path, data=data, method="POST"
+        )
+        request.add_header("Content-Type", "application/json")
+        # No proxy: this traffic must stay on loopback whatever HTTP(S)_PROXY says.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(request, timeout=10) as response:
+            response.read()

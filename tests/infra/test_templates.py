@@ -1,0 +1,183 @@
+"""Invariants of the CloudFormation templates, including the properties moto ignores."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from localcloud.template import ROOT, TEMPLATES, load_template
+
+T = {name: load_template(path) for name, path in TEMPLATES.items()}
+SERVICES = [n for n in T if n != "foundation"]
+
+
+def resources(kind: str) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (stack, logical, res.get("Properties", {}))
+        for stack, tpl in T.items()
+        for logical, res in tpl["Resources"].items()
+        if res["Type"] == kind
+    ]
+
+
+def walk(node: Any):
+    yield node
+    if isinstance(node, dict):
+        for v in node.values():
+            yield from walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from walk(v)
+
+
+def test_every_template_is_cfn_lint_clean() -> None:
+    paths = [str(p) for p in TEMPLATES.values()]
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("cfn-lint")), *paths],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_queue_has_a_dead_letter_queue_and_every_dlq_keeps_messages_14_days() -> None:
+    queues = resources("AWS::SQS::Queue")
+    assert len(queues) >= 8
+    for _, logical, props in queues:
+        if props["QueueName"].endswith("-dlq"):
+            assert props["MessageRetentionPeriod"] == 1209600, logical
+        else:
+            assert "deadLetterTargetArn" in props["RedrivePolicy"], logical
+
+
+def test_every_event_source_mapping_reports_batch_item_failures() -> None:
+    mappings = resources("AWS::Lambda::EventSourceMapping")
+    assert len(mappings) == 4
+    for _, logical, props in mappings:
+        assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"], logical
+
+
+def test_every_function_traces_and_logs_to_a_group_with_retention() -> None:
+    functions = resources("AWS::Lambda::Function")
+    assert len(functions) == 8
+    for stack, logical, props in functions:
+        assert props["TracingConfig"] == {"Mode": "Active"}, logical
+        groups = {p["LogGroupName"]: p for _, _, p in resources("AWS::Logs::LogGroup")}
+        group = groups[f"/aws/lambda/{props['FunctionName']}"]
+        assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}, logical
+        assert props["FunctionName"].startswith(f"gro-{stack}-"), logical
+
+
+def test_queue_visibility_is_at_least_six_times_each_consumer_timeout() -> None:
+    visibility = T["foundation"]["Parameters"]["VisibilityTimeoutSeconds"]["Default"]
+    for stack in SERVICES:
+        params = T[stack]["Parameters"]
+        for name in ("FunctionTimeoutSeconds", "QueueConsumerTimeoutSeconds"):
+            if name in params:
+                assert visibility >= 6 * params[name]["Default"], (stack, name)
+
+
+def test_every_imported_name_is_exported_by_the_foundation_and_only_by_it() -> None:
+    exported = {
+        out["Export"]["Name"] for out in T["foundation"]["Outputs"].values() if "Export" in out
+    }
+    for stack in SERVICES:
+        imports = [
+            n["Fn::ImportValue"]
+            for n in walk(T[stack])
+            if isinstance(n, dict) and "Fn::ImportValue" in n
+        ]
+        assert imports, stack
+        for name in imports:
+            assert name in exported, (stack, name)
+        assert not any("Export" in out for out in T[stack].get("Outputs", {}).values()), (
+            f"{stack} exports something: service stacks must not be imported from"
+        )
+
+
+def _statements(props: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for policy in props.get("Policies", []):
+        out.extend(policy["PolicyDocument"]["Statement"])
+    return out
+
+
+def test_each_role_reaches_only_named_resources_with_named_actions() -> None:
+    roles = resources("AWS::IAM::Role")
+    assert len(roles) >= 9
+    for stack, logical, props in roles:
+        for st in _statements(props):
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            assert not any(a.endswith("*") for a in actions), (stack, logical, actions)
+            if st["Resource"] == "*":
+                # X-Ray's trace APIs take no resource: the only wildcard allowed
+                assert all(a.startswith("xray:") for a in actions), (stack, logical, actions)
+
+
+def test_no_service_role_touches_another_services_functions_or_secrets() -> None:
+    for stack in SERVICES:
+        text = json.dumps(T[stack])
+        for other in SERVICES:
+            if other != stack:
+                assert f"gro-{other}-" not in text, (stack, other)
+
+
+def test_the_state_machine_definition_is_the_asl_file_verbatim() -> None:
+    machine = T["foundation"]["Resources"]["IngestFileStateMachine"]["Properties"]
+    asl = json.loads((ROOT / "infra" / "ingest-file.asl.json").read_text())
+    assert json.loads(machine["DefinitionString"]) == asl
+
+
+def test_the_state_machine_invokes_only_functions_that_exist_and_its_role_allows() -> None:
+    asl = json.loads((ROOT / "infra" / "ingest-file.asl.json").read_text())
+    invoked = {
+        s["Parameters"]["FunctionName"]
+        for s in asl["States"].values()
+        if s.get("Resource") == "arn:aws:states:::lambda:invoke"
+    }
+    names = {p["FunctionName"] for _, _, p in resources("AWS::Lambda::Function")}
+    assert invoked == {"gro-splitter-split", "gro-reaper-finish-file"}
+    assert invoked <= names
+    role = T["foundation"]["Resources"]["StateMachineRole"]["Properties"]
+    allowed = json.dumps(_statements(role))
+    for name in invoked:
+        assert f"function:{name}" in allowed
+
+
+@pytest.mark.parametrize("table", ["TemporaryStore", "Ledger"])
+def test_tables_expire_items_and_are_encrypted(table: str) -> None:
+    props = T["foundation"]["Resources"][table]["Properties"]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_the_store_keeps_no_backups_of_deleted_personal_data() -> None:
+    props = T["foundation"]["Resources"]["TemporaryStore"]["Properties"]
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is False
+    assert props["SSESpecification"]["SSEType"] == "KMS"
+
+
+def test_the_landing_bucket_is_private_encrypted_announces_files_and_expires_them() -> None:
+    props = T["foundation"]["Resources"]["LandingBucket"]["Properties"]
+    assert all(props["PublicAccessBlockConfiguration"].values())
+    rule = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert props["NotificationConfiguration"]["EventBridgeConfiguration"] == {
+        "EventBridgeEnabled": True
+    }
+    prefixes = {r.get("Prefix") for r in props["LifecycleConfiguration"]["Rules"]}
+    assert {"incoming/", "quarantine/"} <= prefixes
+
+
+def test_queues_that_carry_personal_data_are_encrypted_with_the_pipelines_key() -> None:
+    for _, logical, props in resources("AWS::SQS::Queue"):
+        if "records" in props["QueueName"] or "events-to-publish" in props["QueueName"]:
+            assert props["KmsMasterKeyId"] == {"Ref": "Key"}, logical
+        else:
+            assert props.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in props

@@ -1,0 +1,1 @@
+"""Integration tests against the local cloud (moto on loopback plus the local Lambda runtime)."""
