@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: check lint test demo bench schemas bootstrap
+.PHONY: check lint test run demo bench bench-e2e schemas bootstrap
 
 bootstrap:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -18,6 +18,11 @@ lint:
 test:
 	$(UV) run --frozen pytest
 
+run: bootstrap
+	@mkdir -p build
+	$(UV) run --frozen ingest sample --records 1000 --seed 1 --out build/sample-1000.xml
+	$(UV) run --frozen ingest run build/sample-1000.xml --logs build/run-logs.jsonl
+
 demo: bootstrap
 	$(UV) run --frozen ingest sample --records 1000 --seed 1 --out /tmp/gro-demo.xml
 	$(UV) run --frozen ingest validate /tmp/gro-demo.xml
@@ -25,6 +30,9 @@ demo: bootstrap
 
 bench: bootstrap
 	$(UV) run --frozen python bench/split_bench.py
+
+bench-e2e: bootstrap
+	$(UV) run --frozen python bench/e2e_bench.py
 
 schemas: bootstrap
 	$(UV) run --frozen python -m contracts.schema

@@ -1,4 +1,8 @@
-"""Fixtures for the local cloud: one moto server per session, state reset per test."""
+"""Fixtures for the local cloud: one moto server per module, state reset per test.
+
+Module scope, not session: moto's patches are process-wide, so only one server may run at a
+time, and the pipeline tests start a whole LocalCloud of their own.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import pytest
 from localcloud.moto_server import MotoServer
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def moto_server() -> Iterator[MotoServer]:
     """A started MotoServer on 127.0.0.1; functions get this venv's site-packages as runtime."""
     # The venv's site-packages plays the Lambda runtime's own libraries (boto3 and friends);

@@ -52,12 +52,15 @@ def _clients_for(endpoint: str) -> Callable[[str], Any]:
         region_name="us-east-1",
     )
     lock = threading.Lock()
+    made: dict[str, Any] = {}
 
     def client(service: str) -> Any:
         with lock:
-            return session.client(
-                service, endpoint_url=endpoint, config=Config(retries={"max_attempts": 3})
-            )
+            if service not in made:
+                made[service] = session.client(
+                    service, endpoint_url=endpoint, config=Config(retries={"max_attempts": 3})
+                )
+            return made[service]
 
     return client
 

@@ -81,8 +81,7 @@ def _queue_depths(clients: Callable[[str], Any]) -> dict[str, int]:
     return depths
 
 
-def _execution(clients: Callable[[str], Any], fid: str) -> dict[str, Any] | None:
-    arn = _exports(clients)["gro-foundation-StateMachineArn"]
+def _execution(clients: Callable[[str], Any], arn: str, fid: str) -> dict[str, Any] | None:
     execution_arn = arn.replace(":stateMachine:", ":execution:") + f":{fid}"
     sfn = clients("stepfunctions")
     try:
@@ -135,7 +134,7 @@ def follow(
     deadline = started + timeout
     while True:
         state = ledger.progress(db, ledger_table, fid)
-        execution = _execution(clients, fid)
+        execution = _execution(clients, exports["gro-foundation-StateMachineArn"], fid)
         status = execution["status"] if execution else "PENDING"
         stats = platform_stats() if platform_stats else None
         stored = _stored_for(store, clients, store_table, fid)
@@ -155,7 +154,7 @@ def follow(
             done = stored == 0 and settled()
         if done or time.monotonic() > deadline:
             break
-        time.sleep(0.5)
+        time.sleep(1.0)
     emitted = state.emitted or 0
     transformed = state.published + _dead_lettered_after_transform(db, ledger_table, fid, state)
     reason = state.reason

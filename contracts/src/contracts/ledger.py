@@ -4,14 +4,11 @@ No personal data lives here: file identity, ordinals, event ids, statuses, reaso
 fields. Three kinds of item, each on its own partition key so that no single key takes every
 write of a million-record file (DynamoDB allows about 1,000 writes/s per key):
 
-- file item     pk=`file#{file_id}`                 what the file is and how far splitting got
-- counter shard pk=`file#{file_id}#count#{n}`       terminal counts, sharded by ordinal
-- record item   pk=`rec#{file_id}#{ordinal}`        the record's terminal status
+- file item   pk=`file#{file_id}`             what the file is, how many records it holds
+- block item  pk=`file#{file_id}#blk#{n}`     ordinals n*256+1.. by terminal status, and counts
+- record item pk=`rec#{file_id}#{ordinal}`    why a record was rejected or dead-lettered
 
-Every write is idempotent under at-least-once delivery: a record's first terminal status adds 1
-to `terminal` and to that status's count in the same transaction as the record item is written,
-under a condition; a repeat finds the condition false and changes nothing; a move from one
-terminal status to another (a dead-lettered record redriven and published) moves the count.
+Every write is idempotent under at-least-once delivery (see `record_ended`).
 The client is any DynamoDB low-level client (boto3's), passed in: this module imports no SDK.
 """
 
@@ -27,7 +24,9 @@ import msgspec
 
 from contracts.messages import FileRef
 
-COUNTER_SHARDS = 16
+# Records are counted in blocks of this many consecutive ordinals, one item (and one partition
+# key) per block: small items, cheap writes, and no single key takes a whole file's writes.
+BLOCK = 256
 LEDGER_RETENTION_SECONDS = 30 * 24 * 3600
 
 
@@ -54,6 +53,7 @@ class FileProgress(msgspec.Struct, frozen=True, kw_only=True):
     file_id: str
     status: str | None = None
     emitted: int | None = None
+    record_count: int = 0
     published: int = 0
     rejected: int = 0
     dead_lettered: int = 0
@@ -71,7 +71,6 @@ class DynamoClient(Protocol):
 
     exceptions: Any
 
-    def transact_write_items(self, **kwargs: Any) -> Any: ...
     def get_item(self, **kwargs: Any) -> Any: ...
     def put_item(self, **kwargs: Any) -> Any: ...
     def update_item(self, **kwargs: Any) -> Any: ...
@@ -94,10 +93,6 @@ def file_id(ref: FileRef) -> str:
 
 def _file_pk(fid: str) -> str:
     return f"file#{fid}"
-
-
-def _shard_pk(fid: str, ordinal: int) -> str:
-    return f"file#{fid}#count#{ordinal % COUNTER_SHARDS}"
 
 
 def _record_pk(fid: str, ordinal: int) -> str:
@@ -138,6 +133,17 @@ def file_started(client: DynamoClient, table: str, ref: FileRef) -> None:
     )
 
 
+def file_checked(client: DynamoClient, table: str, ref: FileRef, records: int) -> None:
+    """Record that the file passed its structural check, and how many records it holds."""
+    client.update_item(
+        TableName=table,
+        Key={"pk": {"S": _file_pk(file_id(ref))}},
+        UpdateExpression="SET #n = :n",
+        ExpressionAttributeNames={"#n": "record_count"},
+        ExpressionAttributeValues={":n": {"N": str(records)}},
+    )
+
+
 def file_split(client: DynamoClient, table: str, ref: FileRef, emitted: int) -> None:
     """Record that every record of the file has been emitted, and how many there were."""
     client.update_item(
@@ -169,11 +175,16 @@ def file_ended(
     )
 
 
-def _is_condition_failure(client: DynamoClient, err: Exception) -> bool:
-    if not isinstance(err, client.exceptions.TransactionCanceledException):
-        return False
-    reasons = getattr(err, "response", {}).get("CancellationReasons", [])
-    return any(r.get("Code") == "ConditionalCheckFailed" for r in reasons) or not reasons
+def _block_pk(fid: str, ordinal: int) -> str:
+    return f"file#{fid}#blk#{(ordinal - 1) // BLOCK}"
+
+
+_SETS = {RecordStatus.PUBLISHED: "p", RecordStatus.REJECTED: "r", RecordStatus.DEAD_LETTERED: "d"}
+_COUNTS = {
+    RecordStatus.PUBLISHED: "np",
+    RecordStatus.REJECTED: "nr",
+    RecordStatus.DEAD_LETTERED: "nd",
+}
 
 
 def record_ended(
@@ -186,98 +197,86 @@ def record_ended(
     event_id: str | None = None,
     reasons: tuple[str, ...] = (),
 ) -> bool:
-    """Record a record's terminal status; True if this call changed anything."""
+    """Record a record's terminal status; True if this call changed anything.
+
+    The record's ordinal goes into its block's set for that status, and the block's count for
+    that status goes up, in one conditional UpdateItem: a repeat finds the ordinal already in
+    the set and changes nothing; a move (dead-lettered, then redriven and published) takes it
+    out of one set and count and puts it in another. One item, one write: no transaction.
+    """
     fid = file_id(ref)
-    record_key = {"pk": {"S": _record_pk(fid, ordinal)}}
-    shard_key = {"pk": {"S": _shard_pk(fid, ordinal)}}
-    values: dict[str, Any] = {
-        ":s": {"S": status},
-        ":x": {"N": _expiry()},
-        ":t": {"N": str(int(time.time()))},
-        ":r": {"L": [{"S": r} for r in reasons]},
-        ":e": {"S": event_id or ""},
-    }
-    set_record = "SET #s = :s, #x = :x, #u = :t, #r = :r, #e = :e"
-    names = {
-        "#s": "status",
-        "#x": "expires_at",
-        "#u": "updated_at",
-        "#r": "reasons",
-        "#e": "event_id",
-    }
+    key = {"pk": {"S": _block_pk(fid, ordinal)}}
+    expiry = {"N": _expiry()}
+    if status is not RecordStatus.PUBLISHED or reasons:
+        # the why, for an operator; counting never reads it
+        client.put_item(
+            TableName=table,
+            Item={
+                "pk": {"S": _record_pk(fid, ordinal)},
+                "status": {"S": status.value},
+                "reasons": {"L": [{"S": r} for r in reasons]},
+                "event_id": {"S": event_id or ""},
+                "expires_at": expiry,
+                "updated_at": {"N": str(int(time.time()))},
+            },
+        )
+    member = {"NS": [str(ordinal)]}
+    value = {"N": str(ordinal)}
+    names = {"#p": "p", "#r": "r", "#d": "d", "#x": "expires_at"}
+    absent = " AND ".join(
+        f"(attribute_not_exists({n}) OR NOT contains({n}, :ov))" for n in ("#p", "#r", "#d")
+    )
+    new_set, new_count = _SETS[status], _COUNTS[status]
+    conditional_failure = client.exceptions.ConditionalCheckFailedException
     for _ in range(3):
         try:
-            client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": table,
-                            "Key": record_key,
-                            "UpdateExpression": set_record,
-                            "ConditionExpression": "attribute_not_exists(#s)",
-                            "ExpressionAttributeNames": names,
-                            "ExpressionAttributeValues": values,
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": table,
-                            "Key": shard_key,
-                            "UpdateExpression": "ADD #t :one, #c :one SET #x = :x",
-                            "ExpressionAttributeNames": {
-                                "#t": "terminal",
-                                "#c": status.value,
-                                "#x": "expires_at",
-                            },
-                            "ExpressionAttributeValues": {
-                                ":one": {"N": "1"},
-                                ":x": values[":x"],
-                            },
-                        }
-                    },
-                ]
+            client.update_item(
+                TableName=table,
+                Key=key,
+                UpdateExpression="ADD #new :o, #newn :one SET #x = :x",
+                ConditionExpression=absent,
+                ExpressionAttributeNames={**names, "#new": new_set, "#newn": new_count},
+                ExpressionAttributeValues={
+                    ":o": member,
+                    ":ov": value,
+                    ":one": {"N": "1"},
+                    ":x": expiry,
+                },
             )
             return True
-        except Exception as err:
-            if not _is_condition_failure(client, err):
-                raise
-        current = client.get_item(TableName=table, Key=record_key, ConsistentRead=True)
-        old = current.get("Item", {}).get("status", {}).get("S")
-        if old is None:
-            continue  # raced with a delete; try again
-        if old == status:
+        except conditional_failure:
+            pass
+        item = client.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item", {})
+        old = next(
+            (st for st, name in _SETS.items() if str(ordinal) in item.get(name, {}).get("NS", [])),
+            None,
+        )
+        if old is status:
             return False
+        if old is None:
+            continue  # moved under us: look again
         try:
-            client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": table,
-                            "Key": record_key,
-                            "UpdateExpression": set_record,
-                            "ConditionExpression": "#s = :old",
-                            "ExpressionAttributeNames": names,
-                            "ExpressionAttributeValues": {**values, ":old": {"S": old}},
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": table,
-                            "Key": shard_key,
-                            "UpdateExpression": "ADD #c :one, #o :minus",
-                            "ExpressionAttributeNames": {"#c": status.value, "#o": old},
-                            "ExpressionAttributeValues": {
-                                ":one": {"N": "1"},
-                                ":minus": {"N": "-1"},
-                            },
-                        }
-                    },
-                ]
+            client.update_item(
+                TableName=table,
+                Key=key,
+                UpdateExpression="ADD #new :o, #newn :one, #oldn :minus DELETE #old :o",
+                ConditionExpression="contains(#old, :ov)",
+                ExpressionAttributeNames={
+                    "#new": new_set,
+                    "#newn": new_count,
+                    "#old": _SETS[old],
+                    "#oldn": _COUNTS[old],
+                },
+                ExpressionAttributeValues={
+                    ":o": member,
+                    ":ov": value,
+                    ":one": {"N": "1"},
+                    ":minus": {"N": "-1"},
+                },
             )
             return True
-        except Exception as err:
-            if not _is_condition_failure(client, err):
-                raise
+        except conditional_failure:
+            continue
     raise RuntimeError(f"ledger: record {ordinal} kept changing under us")
 
 
@@ -286,29 +285,35 @@ def _n(item: dict[str, Any], name: str) -> int:
 
 
 def progress(client: DynamoClient, table: str, fid: str) -> FileProgress:
-    """Sum a file's counter shards; read its file item."""
-    keys = [{"pk": {"S": _file_pk(fid)}}] + [
-        {"pk": {"S": f"file#{fid}#count#{n}"}} for n in range(COUNTER_SHARDS)
-    ]
-    items: list[dict[str, Any]] = []
-    request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True}}
-    while request:
-        answer = client.batch_get_item(RequestItems=request)
-        items.extend(answer.get("Responses", {}).get(table, []))
-        request = answer.get("UnprocessedKeys") or {}
-    file_item: dict[str, Any] = {}
-    totals = {"published": 0, "rejected": 0, "dead_lettered": 0, "terminal": 0}
-    for item in items:
-        if item["pk"]["S"] == _file_pk(fid):
-            file_item = item
-            continue
-        for name in totals:
-            totals[name] += _n(item, name)
+    """A file's standing: its file item, and the counts summed over its blocks."""
+    file_item = client.get_item(
+        TableName=table, Key={"pk": {"S": _file_pk(fid)}}, ConsistentRead=True
+    ).get("Item", {})
     emitted = file_item.get("emitted", {}).get("N")
+    known = int(emitted or file_item.get("record_count", {}).get("N", "0"))
+    totals = {"published": 0, "rejected": 0, "dead_lettered": 0}
+    keys = [{"pk": {"S": f"file#{fid}#blk#{b}"}} for b in range((known + BLOCK - 1) // BLOCK)]
+    for start in range(0, len(keys), 100):  # BatchGetItem takes 100 keys
+        request: dict[str, Any] = {
+            table: {
+                "Keys": keys[start : start + 100],
+                "ConsistentRead": True,
+                "ProjectionExpression": "np, nr, nd",
+            }
+        }
+        while request:
+            answer = client.batch_get_item(RequestItems=request)
+            for item in answer.get("Responses", {}).get(table, []):
+                totals["published"] += _n(item, "np")
+                totals["rejected"] += _n(item, "nr")
+                totals["dead_lettered"] += _n(item, "nd")
+            request = answer.get("UnprocessedKeys") or {}
     return FileProgress(
         file_id=fid,
         status=file_item.get("status", {}).get("S"),
         emitted=int(emitted) if emitted is not None else None,
+        record_count=known,
         reason=file_item.get("reason", {}).get("S"),
+        terminal=sum(totals.values()),
         **totals,
     )

@@ -46,7 +46,7 @@ BACKOFF_CAP_SECONDS = 900
 
 
 def _credentials() -> ClientCredentials:
-    raw = parameters.get_secret(settings.platform_secret, max_age=300)
+    raw = parameters.get_secret(settings.platform_client_secret_name, max_age=300)
     return msgspec.json.decode(raw, type=ClientCredentials)
 
 
@@ -108,12 +108,16 @@ def _publish_one(record: SQSRecord) -> None:
             StoredEvent(
                 id=event.source_id,
                 event=event,
-                expires_at=int(time.time()) + settings.retention_seconds,
+                expires_at=int(time.time()) + settings.store_retention_seconds,
                 file_id=ledger.file_id(message.file),
                 ordinal=message.ordinal,
             )
         )
         status = platform.publish(MinimalEvent(event_time=event.event_time, id=event.source_id))
+        if status == 409 and stored:
+            # The platform had this event from an earlier ingestion whose stored copy is gone
+            # (consumed, or past retention): nobody will ask for this one. Do not keep it.
+            store.delete(event.source_id)
         ledger.record_ended(
             dynamodb,
             settings.ledger_table,

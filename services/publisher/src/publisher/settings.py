@@ -2,40 +2,25 @@
 
 from __future__ import annotations
 
-import os
-
 import msgspec
+
+from contracts.config import from_env
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything the publisher's functions are told by their stack."""
+    """Everything the publisher's functions are told by their stack (one variable per field)."""
 
     store_table: str
     ledger_table: str
     events_dlq_url: str
     platform_url: str
     token_url: str
-    platform_secret: str
-    retention_seconds: int = 7 * 24 * 3600
+    platform_client_secret_name: str
+    store_retention_seconds: int = 7 * 24 * 3600
     max_receive_count: int = 10
     http_timeout_seconds: float = 10.0
 
     @classmethod
     def from_env(cls) -> Settings:
-        """Fail at cold start, naming what is missing, rather than mid-batch."""
-        names = {
-            "store_table": "STORE_TABLE",
-            "ledger_table": "LEDGER_TABLE",
-            "events_dlq_url": "EVENTS_DLQ_URL",
-            "platform_url": "PLATFORM_URL",
-            "token_url": "TOKEN_URL",
-            "platform_secret": "PLATFORM_CLIENT_SECRET_NAME",
-            "retention_seconds": "STORE_RETENTION_SECONDS",
-            "max_receive_count": "MAX_RECEIVE_COUNT",
-            "http_timeout_seconds": "HTTP_TIMEOUT_SECONDS",
-        }
-        raw = {field: os.environ[var] for field, var in names.items() if var in os.environ}
-        try:
-            return msgspec.convert(raw, cls, strict=False)
-        except msgspec.ValidationError as err:
-            raise RuntimeError(f"publisher settings: {err}") from None
+        """Read at cold start: fail there, naming the variable, rather than mid-batch."""
+        return from_env(cls)

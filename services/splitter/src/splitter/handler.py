@@ -118,7 +118,7 @@ def split(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(file_id=fid)
     started = time.monotonic()
     budget = min(
-        settings.time_budget_seconds,
+        settings.split_time_budget_seconds,
         context.get_remaining_time_in_millis() / 1000 - SAFETY_SECONDS,
     )
     if state.cursor.emitted == 0 and not state.cursor.checked:
@@ -141,6 +141,8 @@ def split(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         raise FileRefusedError(reason) from None
     finally:
         sink.sender.close()
+    if result.checked_records is not None:
+        ledger.file_checked(dynamodb, settings.ledger_table, file, result.checked_records)
     if result.done:
         ledger.file_split(dynamodb, settings.ledger_table, file, result.cursor.emitted)
     logger.info(
@@ -157,7 +159,7 @@ def split(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         "file": msgspec.to_builtins(file),
         "cursor": msgspec.to_builtins(result.cursor),
         "done": result.done,
-        "wait_seconds": state.wait_seconds or settings.wait_seconds,
+        "wait_seconds": state.wait_seconds or settings.record_wait_seconds,
     }
 
 
@@ -191,7 +193,7 @@ def _start_one(record: SQSRecord) -> None:
         )
         return
     fid = ledger.file_id(file)
-    state = SplitState(file=file, wait_seconds=settings.wait_seconds)
+    state = SplitState(file=file, wait_seconds=settings.record_wait_seconds)
     try:
         sfn.start_execution(
             stateMachineArn=settings.state_machine_arn,

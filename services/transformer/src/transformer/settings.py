@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import msgspec
+
+from contracts.config import from_env
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything the transformer is told by its stack."""
+    """Everything the transformer is told by its stack (one variable per field)."""
 
     events_queue_url: str
     records_dlq_url: str
@@ -18,16 +18,5 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_env(cls) -> Settings:
-        """Fail at cold start, naming what is missing, rather than mid-batch."""
-        names = {
-            "events_queue_url": "EVENTS_QUEUE_URL",
-            "records_dlq_url": "RECORDS_DLQ_URL",
-            "ledger_table": "LEDGER_TABLE",
-            "event_id_key_secret": "EVENT_ID_KEY_SECRET",
-            "max_receive_count": "MAX_RECEIVE_COUNT",
-        }
-        raw = {field: os.environ[var] for field, var in names.items() if var in os.environ}
-        try:
-            return msgspec.convert(raw, cls, strict=False)
-        except msgspec.ValidationError as err:
-            raise RuntimeError(f"transformer settings: {err}") from None
+        """Read at cold start: fail there, naming the variable, rather than mid-batch."""
+        return from_env(cls)
