@@ -217,7 +217,8 @@ def test_function_logs_carry_ids_and_counts_but_no_record_content(
     cloud: LocalCloud, log_path: Path, tmp_path: Path
 ) -> None:
     path = tmp_path / "named.xml"
-    name = f"<DeceasedName><ns4:PersonFamilyName>{NAME_IN_BAD_RECORDS}</ns4:PersonFamilyName></DeceasedName>"
+    family = f"<ns4:PersonFamilyName>{NAME_IN_BAD_RECORDS}</ns4:PersonFamilyName>"
+    name = f"<DeceasedName>{family}</DeceasedName>"
     path.write_bytes(extract(record(name=name), record(name=name, timestamps="")))
     assert ingest(cloud, path).ok
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
