@@ -36,9 +36,9 @@ def running_cloud() -> dict[str, Any] | None:
     """The state of an `ingest up` still answering on 127.0.0.1, if there is one."""
     try:
         state: dict[str, Any] = json.loads(STATE_FILE.read_text())
-        _http_json(state["endpoint"] + "/moto-api/data.json", timeout=1.0)
+        _clients_for(state["endpoint"])("sts").get_caller_identity()
         return state
-    except (OSError, ValueError, KeyError):
+    except Exception:  # no file, a stale file, nothing answering: no cloud
         return None
 
 
@@ -58,7 +58,9 @@ def _clients_for(endpoint: str) -> Callable[[str], Any]:
         with lock:
             if service not in made:
                 made[service] = session.client(
-                    service, endpoint_url=endpoint, config=Config(retries={"max_attempts": 3})
+                    service,
+                    endpoint_url=endpoint,
+                    config=Config(retries={"max_attempts": 3}, connect_timeout=2),
                 )
             return made[service]
 
@@ -80,7 +82,9 @@ def up(args: argparse.Namespace) -> int:
         _say(f"ingest up: a local cloud is already running ({STATE_FILE})")
         return 1
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C and kill both stop it cleanly (a background job may have SIGINT ignored otherwise)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     with _log_file(args.logs) as logs:
         cloud = LocalCloud(consumers=args.consumers, port=args.port, log_file=logs, say=_say)
         try:

@@ -132,6 +132,9 @@ def follow(
     fid = ledger.file_id(file)
     last_line = ""
     deadline = started + timeout
+    # the platform's counters are its own, since it started: count from here
+    base = platform_stats() if platform_stats else None
+    base_enriched, base_consumed = (base.enriched, base.consumed) if base else (0, 0)
     while True:
         state = ledger.progress(db, ledger_table, fid)
         execution = _execution(clients, exports["gro-foundation-StateMachineArn"], fid)
@@ -144,7 +147,8 @@ def follow(
             f" | dead-lettered {state.dead_lettered} | in store {stored}"
         )
         if stats is not None:
-            line += f" | enriched {stats.enriched} | consumed {stats.consumed}"
+            enriched, consumed = stats.enriched - base_enriched, stats.consumed - base_consumed
+            line += f" | enriched {enriched} | consumed {consumed}"
         if line != last_line:
             progress(f"[{time.monotonic() - started:6.1f}s] {line}")
             last_line = line
@@ -171,8 +175,8 @@ def follow(
         transformed=transformed,
         rejected=state.rejected,
         published=state.published,
-        enriched=stats.enriched if stats else None,
-        consumed=stats.consumed if stats else None,
+        enriched=stats.enriched - base_enriched if stats else None,
+        consumed=stats.consumed - base_consumed if stats else None,
         deleted=(state.published - stored) if stats else None,
         dead_lettered=state.dead_lettered,
         source_deleted=not _source_exists(clients, file),

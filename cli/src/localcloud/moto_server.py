@@ -172,7 +172,7 @@ class MotoServer:
             raise RuntimeError("a MotoServer is already running in this process")
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per call
         # moto narrates what it skips and every failed state (our own output says it better)
-        logging.getLogger("moto.cloudformation").setLevel(logging.ERROR)
+        logging.getLogger("moto").setLevel(logging.ERROR)
         logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
         warnings.filterwarnings("ignore", module=r"moto\.cloudformation")
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
