@@ -101,76 +101,58 @@ class _Reader:
         seen.add(local)
         return True
 
-    def name(self, el: etree._Element, path: str) -> PersonName:
-        title: str | None = None
-        family: str | None = None
-        suffix: str | None = None
-        given: list[str] = []
+    def fields(
+        self, el: etree._Element, path: str, ns: str, once: tuple[str, ...], many: tuple[str, ...]
+    ) -> tuple[dict[str, str], dict[str, list[str]]]:
+        """The text of `el`'s children in namespace `ns`: the ones that may occur once, and the
+        repeated ones in document order; anything else is carried in `extra`."""
+        single: dict[str, str] = {}
+        repeated: dict[str, list[str]] = {name: [] for name in many}
         seen: set[str] = set()
         for child in el:
             if not isinstance(child.tag, str):
                 continue
-            ns, local = _qname(child)
+            child_ns, local = _qname(child)
             cpath = _path(path, child)
-            if ns != NS_PERSON:
-                self.carry(child, cpath)
-            elif local == "PersonGivenName":
-                given.append(self.text(child, cpath))
-            elif local in ("PersonNameTitle", "PersonFamilyName", "PersonNameSuffix"):
+            if child_ns == ns and local in repeated:
+                repeated[local].append(self.text(child, cpath))
+            elif child_ns == ns and local in once:
                 if self.once(seen, local, cpath):
-                    value = self.text(child, cpath)
-                    if local == "PersonNameTitle":
-                        title = value
-                    elif local == "PersonFamilyName":
-                        family = value
-                    else:
-                        suffix = value
+                    single[local] = self.text(child, cpath)
             else:
                 self.carry(child, cpath)
-        return PersonName(title=title, given_names=tuple(given), family_name=family, suffix=suffix)
+        return single, repeated
+
+    def name(self, el: etree._Element, path: str) -> PersonName:
+        single, repeated = self.fields(
+            el,
+            path,
+            NS_PERSON,
+            once=("PersonNameTitle", "PersonFamilyName", "PersonNameSuffix"),
+            many=("PersonGivenName",),
+        )
+        return PersonName(
+            title=single.get("PersonNameTitle"),
+            given_names=tuple(repeated["PersonGivenName"]),
+            family_name=single.get("PersonFamilyName"),
+            suffix=single.get("PersonNameSuffix"),
+        )
 
     def recorded_date(self, el: etree._Element, path: str, date_name: str) -> RecordedDate:
-        date: str | None = None
-        level: str | None = None
-        seen: set[str] = set()
-        for child in el:
-            if not isinstance(child.tag, str):
-                continue
-            ns, local = _qname(child)
-            cpath = _path(path, child)
-            if ns == NS_PD and local in (date_name, "VerificationLevel"):
-                if self.once(seen, local, cpath):
-                    if local == date_name:
-                        date = self.text(child, cpath)
-                    else:
-                        level = self.text(child, cpath)
-            else:
-                self.carry(child, cpath)
-        return RecordedDate(date=date, verification_level=level)
+        single, _ = self.fields(el, path, NS_PD, once=(date_name, "VerificationLevel"), many=())
+        return RecordedDate(
+            date=single.get(date_name), verification_level=single.get("VerificationLevel")
+        )
 
     def address(self, el: etree._Element, path: str) -> Address:
-        values: dict[str, str] = {}
-        lines: list[str] = []
-        seen: set[str] = set()
-        for child in el:
-            if not isinstance(child.tag, str):
-                continue
-            ns, local = _qname(child)
-            cpath = _path(path, child)
-            if ns != NS_ADDR:
-                self.carry(child, cpath)
-            elif local == "Line":
-                lines.append(self.text(child, cpath))
-            elif local in ("Flat", "Building", "Postcode"):
-                if self.once(seen, local, cpath):
-                    values[local] = self.text(child, cpath)
-            else:
-                self.carry(child, cpath)
+        single, repeated = self.fields(
+            el, path, NS_ADDR, once=("Flat", "Building", "Postcode"), many=("Line",)
+        )
         return Address(
-            flat=values.get("Flat"),
-            building=values.get("Building"),
-            lines=tuple(lines),
-            postcode=values.get("Postcode"),
+            flat=single.get("Flat"),
+            building=single.get("Building"),
+            lines=tuple(repeated["Line"]),
+            postcode=single.get("Postcode"),
         )
 
 
