@@ -132,6 +132,7 @@ def split(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             sink,
             out_of_time=lambda: time.monotonic() - started > budget,
             trace_header=os.environ.get("_X_AMZN_TRACE_ID"),
+            on_checked=lambda n: ledger.file_checked(dynamodb, settings.ledger_table, file, n),
         )
     except FileRejectedError as err:
         reason = str(err)
@@ -141,8 +142,6 @@ def split(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         raise FileRefusedError(reason) from None
     finally:
         sink.sender.close()
-    if result.checked_records is not None:
-        ledger.file_checked(dynamodb, settings.ledger_table, file, result.checked_records)
     if result.done:
         ledger.file_split(dynamodb, settings.ledger_table, file, result.cursor.emitted)
     logger.info(

@@ -53,6 +53,7 @@ def split_file(
     *,
     out_of_time: Callable[[], bool],
     trace_header: str | None = None,
+    on_checked: Callable[[int], None] = lambda _records: None,
 ) -> SplitResult:
     """Check the file (once), then emit records after the cursor until done or out of time.
 
@@ -62,6 +63,7 @@ def split_file(
     if not cursor.checked:
         with open_stream() as stream:
             checked = ExtractReader(stream).check().records
+        on_checked(checked)
         cursor = Cursor(emitted=cursor.emitted, checked=True)
         if out_of_time():
             return SplitResult(cursor=cursor, done=False, checked_records=checked)
