@@ -190,6 +190,7 @@ class LambdaRuntime:
         self._closed = False
         self._code_root = Path(tempfile.mkdtemp(prefix="localcloud-code-"))
         self._code_lock = threading.Lock()
+        self._code_dirs: dict[str, Path] = {}
 
     def invoke(
         self, spec: FunctionSpec, event: Any, *, trace_header: str | None = None
@@ -354,8 +355,21 @@ class LambdaRuntime:
     def spec_from_moto(self, fn: Any) -> FunctionSpec:
         """Build a spec from a moto LambdaFunction, running the code bytes that were deployed."""
         # moto copies the zip into `code_bytes` at Create/UpdateFunctionCode (ZipFile or S3 object).
-        code = bytes(getattr(fn, "code_bytes", b"") or b"") or self._code_from_s3(fn)
+        digest = str(getattr(fn, "code_digest", "") or "")
         env = {str(k): str(v) for k, v in (fn.environment_vars or {}).items()}
+        # hashing the zip on every invoke (moto's Invoke API calls this each time) is costly
+        cached = self._code_dirs.get(digest) if digest else None
+        if cached is not None:
+            return FunctionSpec(
+                name=str(fn.function_name),
+                handler=str(fn.handler),
+                env=env,
+                timeout_s=int(fn.timeout),
+                memory_mb=int(fn.memory_size),
+                arn=str(fn.function_arn),
+                code_dir=cached,
+            )
+        code = bytes(getattr(fn, "code_bytes", b"") or b"") or self._code_from_s3(fn)
         return FunctionSpec(
             name=str(fn.function_name),
             handler=str(fn.handler),
@@ -363,7 +377,7 @@ class LambdaRuntime:
             timeout_s=int(fn.timeout),
             memory_mb=int(fn.memory_size),
             arn=str(fn.function_arn),
-            code_dir=self._extract(code),
+            code_dir=self._extract(code, digest),
         )
 
     @staticmethod
@@ -379,7 +393,7 @@ class LambdaRuntime:
             raise ValueError(f"function {fn.function_name}: s3://{bucket}/{key} not found")
         return bytes(obj.value)
 
-    def _extract(self, code: bytes) -> Path:
+    def _extract(self, code: bytes, digest: str = "") -> Path:
         target = self._code_root / hashlib.sha256(code).hexdigest()
         with self._code_lock:
             if not target.is_dir():
@@ -387,6 +401,8 @@ class LambdaRuntime:
                 with zipfile.ZipFile(io.BytesIO(code)) as archive:
                     archive.extractall(staging)  # zipfile strips ".." and absolute paths
                 staging.rename(target)
+        if digest:
+            self._code_dirs[digest] = target  # only once it is there to run
         return target
 
     def shutdown(self) -> None:

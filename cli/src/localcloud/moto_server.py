@@ -63,13 +63,18 @@ def _invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
     return result.payload.decode(), result.error_type is not None, tail
 
 
-def _patch_targets() -> tuple[Any, Any, Any, Any]:
+def _patch_targets() -> tuple[Any, Any, Any, Any, Any]:
     from moto.awslambda.models import LambdaFunction
     from moto.dynamodb.responses import DynamoHandler
-    from moto.sqs.models import Message, Queue
+    from moto.sqs.models import Message, Queue, SQSBackend
 
     # as Any: patching methods is what mypy rightly dislikes
-    return LambdaFunction, Queue, DynamoHandler, Message
+    return LambdaFunction, Queue, DynamoHandler, Message, SQSBackend
+
+
+def _within_retention(backend: Any, queue_name: str, message: Any) -> bool:
+    retention = int(backend.get_queue(queue_name).message_retention_period)
+    return bool(retention + message.sent_timestamp / 1000 > time.time())
 
 
 def _visible(message: Any) -> bool:
@@ -93,7 +98,7 @@ def _serialised(call_action: Any) -> Any:
 
 def _install_patches(runtime: LambdaRuntime) -> None:
     global _runtime
-    LambdaFunction, Queue, DynamoHandler, Message = _patch_targets()
+    LambdaFunction, Queue, DynamoHandler, Message, SQSBackend = _patch_targets()
     _runtime = runtime
     if _originals:
         return
@@ -102,6 +107,10 @@ def _install_patches(runtime: LambdaRuntime) -> None:
     # most of a second per call. The same comparison on time.time() is ~20x cheaper.
     _originals["visible"], _originals["delayed"] = Message.visible, Message.delayed
     Message.visible, Message.delayed = property(_visible), property(_delayed)
+    # ...and, for every message a receive hands out, it computes all of a queue's attributes
+    # (three scans of every message) just to read MessageRetentionPeriod: O(depth) per message.
+    _originals["retention"] = SQSBackend.is_message_valid_based_on_retention_period
+    SQSBackend.is_message_valid_based_on_retention_period = _within_retention
     # moto's DynamoDB is not thread-safe: TransactWriteItems deep-copies a table (for rollback)
     # while the threaded server lets other requests change it ("dictionary changed size").
     _originals["dynamodb_call_action"] = DynamoHandler.call_action
@@ -118,10 +127,11 @@ def _install_patches(runtime: LambdaRuntime) -> None:
 
 def _uninstall_patches() -> None:
     global _runtime
-    LambdaFunction, Queue, DynamoHandler, Message = _patch_targets()
+    LambdaFunction, Queue, DynamoHandler, Message, SQSBackend = _patch_targets()
     _runtime = None
     if not _originals:
         return
+    SQSBackend.is_message_valid_based_on_retention_period = _originals.pop("retention")
     Message.visible, Message.delayed = _originals.pop("visible"), _originals.pop("delayed")
     DynamoHandler.call_action = _originals.pop("dynamodb_call_action")
     LambdaFunction.invoke = _originals.pop("invoke")

@@ -62,7 +62,12 @@ class _LedgerSink:
     """Records to the records queue; the ones too large to send straight to the ledger."""
 
     def __init__(self) -> None:
-        self.sender = BatchSender(sqs, settings.records_queue_url, settings.send_concurrency)
+        self.sender = BatchSender(
+            sqs,
+            settings.records_queue_url,
+            settings.send_concurrency,
+            max_queue_depth=settings.max_queue_depth,
+        )
         self.emitted = 0
         self.rejected = 0
 

@@ -9,6 +9,8 @@ from typing import Any
 
 BATCH = 10  # SendMessageBatch's limit
 _RETRIES = 5
+DEPTH_CHECK_EVERY = 10  # batches
+MAX_PAUSE_SECONDS = 5.0
 
 
 class SendError(Exception):
@@ -18,9 +20,13 @@ class SendError(Exception):
 class BatchSender:
     """Parallel SendMessageBatch with bounded in-flight work and per-entry retries."""
 
-    def __init__(self, sqs: Any, queue_url: str, concurrency: int) -> None:
+    def __init__(
+        self, sqs: Any, queue_url: str, concurrency: int, *, max_queue_depth: int = 0
+    ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
+        self._max_depth = max_queue_depth
+        self._batches = 0
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send")
         self._limit = concurrency * 2
         self._inflight: set[Future[None]] = set()
@@ -34,6 +40,9 @@ class BatchSender:
 
     def _submit(self) -> None:
         entries, self._pending = self._pending, []
+        self._batches += 1
+        if self._max_depth and self._batches % DEPTH_CHECK_EVERY == 0:
+            self._wait_for_room()
         while len(self._inflight) >= self._limit:
             done, self._inflight = wait(self._inflight, return_when=FIRST_COMPLETED)
             for f in done:
@@ -50,6 +59,22 @@ class BatchSender:
             todo = [e for e in todo if e["Id"] in failed]
             time.sleep(0.1 * 2**attempt)
         raise SendError(f"{len(todo)} messages could not be sent to the records queue")
+
+    def _wait_for_room(self) -> None:
+        """Flow control, off unless asked for: pause while the queue is deeper than allowed.
+
+        SQS does not care how deep a queue is; emulators whose every call scans the queue do.
+        Bounded: after MAX_PAUSE_SECONDS the caller gets control back to check its deadline.
+        """
+        paused = 0.0
+        while paused < MAX_PAUSE_SECONDS:
+            attrs = self._sqs.get_queue_attributes(
+                QueueUrl=self._queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+            )["Attributes"]
+            if int(attrs["ApproximateNumberOfMessages"]) <= self._max_depth:
+                return
+            time.sleep(0.25)
+            paused += 0.25
 
     def flush(self) -> None:
         """Send what is queued and wait for every batch in flight."""

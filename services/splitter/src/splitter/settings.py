@@ -18,6 +18,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     split_time_budget_seconds: float = 600.0
     send_concurrency: int = 8
     record_wait_seconds: int = 10
+    max_queue_depth: int = 0
 
     @classmethod
     def from_env(cls) -> Settings:
