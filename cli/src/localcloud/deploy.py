@@ -28,6 +28,8 @@ LOCAL_PARAMETERS: dict[str, dict[str, str]] = {
         "QueueConsumerTimeoutSeconds": "5",
         "SplitTimeBudgetSeconds": "60",
         "RecordWaitSeconds": "1",
+        # moto's SQS scans every message on every call: keep the records queue shallow
+        "MaxQueueDepth": "300",
     },
     "transformer": {"FunctionTimeoutSeconds": "5"},
     "publisher": {"FunctionTimeoutSeconds": "5"},
