@@ -181,3 +181,15 @@ def test_queues_that_carry_personal_data_are_encrypted_with_the_pipelines_key() 
             assert props["KmsMasterKeyId"] == {"Ref": "Key"}, logical
         else:
             assert props.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in props
+
+
+def test_local_deploys_only_set_parameters_the_templates_declare() -> None:
+    from localcloud.deploy import LOCAL_PARAMETERS
+
+    for stack, params in LOCAL_PARAMETERS.items():
+        declared = set(T[stack].get("Parameters", {}))
+        assert set(params) <= declared, (stack, set(params) - declared)
+        for name, value in params.items():
+            bounds = T[stack]["Parameters"][name]
+            if "MinValue" in bounds:
+                assert float(value) >= bounds["MinValue"], (stack, name)
