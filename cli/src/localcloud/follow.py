@@ -12,7 +12,6 @@ import msgspec
 
 from contracts import ledger
 from contracts.messages import FileRef
-from contracts.store import Store
 
 TERMINAL_EXECUTION = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 QUEUES = (
@@ -102,14 +101,21 @@ def _source_exists(clients: Callable[[str], Any], file: FileRef) -> bool:
         return False
 
 
-def _stored_for(store: Store, clients: Callable[[str], Any], table: str, fid: str) -> int:
-    answer = clients("dynamodb").scan(
-        TableName=table,
-        Select="COUNT",
-        FilterExpression="file_id = :f",
-        ExpressionAttributeValues={":f": {"S": fid}},
-    )
-    return int(answer.get("Count", 0))
+def _stored_for(clients: Callable[[str], Any], table: str, fid: str) -> int:
+    """How many events of this file the store still holds (every page: scans stop at 1 MB)."""
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "Select": "COUNT",
+        "FilterExpression": "file_id = :f",
+        "ExpressionAttributeValues": {":f": {"S": fid}},
+    }
+    count = 0
+    while True:
+        answer = clients("dynamodb").scan(**kwargs)
+        count += int(answer.get("Count", 0))
+        if "LastEvaluatedKey" not in answer:
+            return count
+        kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
 
 def follow(
@@ -128,7 +134,6 @@ def follow(
     ledger_table = exports["gro-foundation-LedgerName"]
     store_table = exports["gro-foundation-TemporaryStoreName"]
     db = clients("dynamodb")
-    store = Store(db, store_table)
     fid = ledger.file_id(file)
     last_line = ""
     deadline = started + timeout
@@ -140,7 +145,7 @@ def follow(
         execution = _execution(clients, exports["gro-foundation-StateMachineArn"], fid)
         status = execution["status"] if execution else "PENDING"
         stats = platform_stats() if platform_stats else None
-        stored = _stored_for(store, clients, store_table, fid)
+        stored = _stored_for(clients, store_table, fid)
         line = (
             f"{status.lower():9} emitted {state.emitted if state.emitted is not None else '?'}"
             f" | published {state.published} | rejected {state.rejected}"
