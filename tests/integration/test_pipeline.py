@@ -140,6 +140,7 @@ def test_a_file_with_no_records_completes_cleanly(cloud: LocalCloud, tmp_path: P
     summary = ingest(cloud, path)
     assert summary.ok, summary
     assert (summary.records, summary.published, summary.source_deleted) == (0, 0, True)
+    assert not any(summary.queues.values())
 
 
 def test_ingesting_the_same_records_again_creates_no_second_event(
@@ -158,26 +159,32 @@ def test_ingesting_the_same_records_again_creates_no_second_event(
     assert second.published == 8  # the platform already had them: 409 counts as published
     assert cloud.platform is not None and cloud.platform.stats().created == created
     assert second.stored == 0
+    assert not any(second.queues.values())
 
 
+@pytest.mark.parametrize("service", ["splitter", "transformer", "publisher", "reaper"])
 def test_redeploying_one_service_alone_leaves_the_pipeline_working(
-    cloud: LocalCloud, tmp_path: Path
+    cloud: LocalCloud, tmp_path: Path, service: str
 ) -> None:
-    outputs = deploy.deploy(cloud.client, "transformer", parameters={"BatchSize": "5"}, local=True)
-    assert "TransformFunctionArn" in outputs
-    mappings = cloud.client("lambda").list_event_source_mappings(
-        FunctionName="gro-transformer-transform"
-    )["EventSourceMappings"]
-    assert [m["BatchSize"] for m in mappings] == [5]
-    path = tmp_path / "after-redeploy.xml"
+    # given the service's stack updated on its own (the transformer with a new batch size)
+    parameters = {"BatchSize": "5"} if service == "transformer" else {}
+    outputs = deploy.deploy(cloud.client, service, parameters=parameters, local=True)
+    assert outputs
+    if service == "transformer":
+        mappings = cloud.client("lambda").list_event_source_mappings(
+            FunctionName="gro-transformer-transform"
+        )["EventSourceMappings"]
+        assert [m["BatchSize"] for m in mappings] == [5]
+    path = tmp_path / f"after-redeploying-{service}.xml"
     buf = io.BytesIO()
-    write_sample(buf, 12, seed=5)
+    write_sample(buf, 6, seed=len(service))
     path.write_bytes(buf.getvalue())
 
     summary = ingest(cloud, path)
 
     assert summary.ok, summary
-    assert summary.published == 12
+    assert summary.published == 6
+    assert not any(summary.queues.values())
 
 
 def test_a_file_too_big_for_one_invocation_resumes_where_it_stopped(

@@ -94,12 +94,18 @@ def deploy(
         "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
     }
     try:
-        cfn.describe_stacks(StackName=name)
+        previous = cfn.describe_stacks(StackName=name)["Stacks"][0].get("Parameters", [])
         exists = True
     except cfn.exceptions.ClientError:
-        exists = False
+        previous, exists = [], False
     try:
         if exists:
+            # a parameter not given again keeps its deployed value (a platform URL, say)
+            args["Parameters"] += [
+                {"ParameterKey": p["ParameterKey"], "UsePreviousValue": True}
+                for p in previous
+                if p["ParameterKey"] not in params
+            ]
             cfn.update_stack(**args)
         else:
             cfn.create_stack(**args)
