@@ -177,7 +177,7 @@ def test_redeploying_one_service_alone_leaves_the_pipeline_working(
         assert [m["BatchSize"] for m in mappings] == [5]
     path = tmp_path / f"after-redeploying-{service}.xml"
     buf = io.BytesIO()
-    write_sample(buf, 6, seed=len(service))
+    write_sample(buf, 6, seed=100 + len(service))
     path.write_bytes(buf.getvalue())
 
     summary = ingest(cloud, path)

@@ -101,10 +101,12 @@ def deploy(
     try:
         if exists:
             # a parameter not given again keeps its deployed value (a platform URL, say)
+            # (its value passed back: moto's UsePreviousValue fails on parameters left at
+            # their defaults, and no parameter of ours is NoEcho)
             args["Parameters"] += [
-                {"ParameterKey": p["ParameterKey"], "UsePreviousValue": True}
+                {"ParameterKey": p["ParameterKey"], "ParameterValue": p["ParameterValue"]}
                 for p in previous
-                if p["ParameterKey"] not in params
+                if p["ParameterKey"] not in params and "ParameterValue" in p
             ]
             cfn.update_stack(**args)
         else:
