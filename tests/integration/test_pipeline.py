@@ -242,3 +242,49 @@ def test_function_logs_carry_ids_and_counts_but_no_record_content(
     text = log_path.read_text()
     assert NAME_IN_BAD_RECORDS not in text
     assert any("event_id" in line for line in lines)
+
+
+def test_enrichment_serves_the_platforms_fields_and_404s_what_it_does_not_hold(
+    cloud: LocalCloud,
+) -> None:
+    from contracts.store import Store, StoredEvent
+    from tests.builders import fragment
+    from transformer.core import Transformed, transform_fragment
+
+    out = transform_fragment(fragment(record(registration_id="4242")), key=b"k")
+    assert isinstance(out, Transformed)
+    store = Store(cloud.client("dynamodb"), "gro-temporary-store")
+    store.put_if_absent(
+        StoredEvent(
+            id=out.event.source_id, event=out.event, expires_at=2**31, file_id="f", ordinal=1
+        )
+    )
+
+    def enrich(payload: dict) -> dict:
+        answer = cloud.client("lambda").invoke(
+            FunctionName="gro-publisher-enrich", Payload=json.dumps(payload).encode()
+        )
+        assert "FunctionError" not in answer
+        return json.loads(answer["Payload"].read())
+
+    try:
+        served = enrich({"id": out.event.source_id})
+        assert served["statusCode"] == 200
+        body = served["payload"]
+        for field in (
+            "sourceId",
+            "registrationId",
+            "eventTime",
+            "sex",
+            "dateOfDeath",
+            "forenames",
+            "surname",
+        ):
+            assert field in body, field
+        assert (body["registrationId"], body["surname"]) == ("4242", "LEE")
+        assert enrich({"id": "gro1-" + "0" * 64}) == {"statusCode": 404}
+        assert enrich({"id": "not an id of ours!"}) == {"statusCode": 404}
+        assert enrich({"nothing": 1}) == {"statusCode": 400}
+    finally:
+        store.delete(out.event.source_id)
+    assert enrich({"id": out.event.source_id}) == {"statusCode": 404}  # gone once deleted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -20,7 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from contracts import ledger
 from contracts.deadletter import dead_letter
-from contracts.events import MinimalEvent, SourceId
+from contracts.events import MinimalEvent
 from contracts.ledger import RecordStatus
 from contracts.messages import EventToPublish
 from contracts.store import Store, StoredEvent
@@ -167,7 +168,10 @@ def publish(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
 class EnrichRequest(msgspec.Struct, frozen=True):
     """What the platform sends to ask for an event's data."""
 
-    id: SourceId
+    id: str
+
+
+_SOURCE_ID = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,80}$")
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -179,6 +183,9 @@ def enrich(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     except msgspec.ValidationError:
         logger.warning("malformed enrichment request")
         return {"statusCode": 400}
+    if not _SOURCE_ID.match(request.id):
+        logger.info("enrichment: not an id of ours")  # unknown, by definition: never echoed
+        return {"statusCode": 404}
     tracer.put_annotation("event_id", request.id)
     found = store.get_live(request.id)
     if found is None:
