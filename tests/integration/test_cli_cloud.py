@@ -114,3 +114,50 @@ def test_up_serves_run_and_status_from_other_terminals_and_stops_cleanly(tmp_pat
         up.wait(timeout=30)
     assert up.returncode == 0
     assert not (tmp_path / "local-cloud.json").exists()
+
+
+def test_run_can_publish_to_an_external_platform_instead_of_the_simulator(
+    tmp_path: Path,
+) -> None:
+    from localcloud.platform import PlatformSimulator
+
+    # given a platform of its own on 127.0.0.1, whose consumers are none of our business
+    external = PlatformSimulator(
+        client_id="external-client",
+        client_secret="external-secret",
+        consumers=1,
+        enrich=lambda _id: {"statusCode": 404},
+        publish_consumed=lambda _id: None,
+    )
+    external.start()
+    try:
+        path = tmp_path / "external.xml"
+        path.write_bytes(extract(record(registration_id="1"), record(registration_id="2")))
+        done = subprocess.run(
+            ingest_command(
+                "run",
+                str(path),
+                "--json",
+                "--platform-url",
+                external.url,
+                "--token-url",
+                external.token_url,
+                "--client-id",
+                "external-client",
+                "--client-secret",
+                "external-secret",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=400,
+            env=environment(tmp_path),
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        summary = json.loads(done.stdout)
+        assert summary["published"] == 2
+        assert summary["consumed"] is None  # the external platform's business
+        assert external.stats().created == 2
+        assert {b["eventType"] for b in external.received_bodies()} == {"GRO_DEATH_NOTIFICATION"}
+    finally:
+        external.stop()
