@@ -354,30 +354,21 @@ class LambdaRuntime:
 
     def spec_from_moto(self, fn: Any) -> FunctionSpec:
         """Build a spec from a moto LambdaFunction, running the code bytes that were deployed."""
-        # moto copies the zip into `code_bytes` at Create/UpdateFunctionCode (ZipFile or S3 object).
         digest = str(getattr(fn, "code_digest", "") or "")
-        env = {str(k): str(v) for k, v in (fn.environment_vars or {}).items()}
-        # hashing the zip on every invoke (moto's Invoke API calls this each time) is costly
-        cached = self._code_dirs.get(digest) if digest else None
-        if cached is not None:
-            return FunctionSpec(
-                name=str(fn.function_name),
-                handler=str(fn.handler),
-                env=env,
-                timeout_s=int(fn.timeout),
-                memory_mb=int(fn.memory_size),
-                arn=str(fn.function_arn),
-                code_dir=cached,
-            )
-        code = bytes(getattr(fn, "code_bytes", b"") or b"") or self._code_from_s3(fn)
+        # moto's Invoke API asks for this on every call: hashing the zip each time is costly
+        code_dir = self._code_dirs.get(digest) if digest else None
+        if code_dir is None:
+            # moto copies the zip into `code_bytes` at Create/UpdateFunctionCode
+            code = bytes(getattr(fn, "code_bytes", b"") or b"") or self._code_from_s3(fn)
+            code_dir = self._extract(code, digest)
         return FunctionSpec(
             name=str(fn.function_name),
             handler=str(fn.handler),
-            env=env,
+            env={str(k): str(v) for k, v in (fn.environment_vars or {}).items()},
             timeout_s=int(fn.timeout),
             memory_mb=int(fn.memory_size),
             arn=str(fn.function_arn),
-            code_dir=self._extract(code, digest),
+            code_dir=code_dir,
         )
 
     @staticmethod

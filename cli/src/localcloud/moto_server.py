@@ -111,8 +111,8 @@ def _install_patches(runtime: LambdaRuntime) -> None:
     # (three scans of every message) just to read MessageRetentionPeriod: O(depth) per message.
     _originals["retention"] = SQSBackend.is_message_valid_based_on_retention_period
     SQSBackend.is_message_valid_based_on_retention_period = _within_retention
-    # moto's DynamoDB is not thread-safe: TransactWriteItems deep-copies a table (for rollback)
-    # while the threaded server lets other requests change it ("dictionary changed size").
+    # moto's DynamoDB is not thread-safe under the threaded server (seen: TransactWriteItems
+    # deep-copying a table while another request changed it, "dictionary changed size").
     _originals["dynamodb_call_action"] = DynamoHandler.call_action
     DynamoHandler.call_action = _serialised(DynamoHandler.call_action)
     _originals["invoke"] = LambdaFunction.invoke

@@ -86,14 +86,3 @@ class Store:
             if "LastEvaluatedKey" not in answer:
                 return ids
             kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-
-    def count(self) -> int:
-        """How many items the store holds now (for operators and tests; it scans)."""
-        total = 0
-        kwargs: dict[str, Any] = {"TableName": self._table, "Select": "COUNT"}
-        while True:
-            answer = self._db.scan(**kwargs)
-            total += int(answer.get("Count", 0))
-            if "LastEvaluatedKey" not in answer:
-                return total
-            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]

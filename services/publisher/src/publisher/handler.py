@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from typing import Any
@@ -68,6 +69,7 @@ def _back_off(record: SQSRecord, attempts: int) -> None:
     )
 
 
+@functools.cache
 def _queue_url(arn: str) -> str:
     return str(sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"])
 

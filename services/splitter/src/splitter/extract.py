@@ -74,6 +74,18 @@ _BOMS = {
 }
 
 
+_PLAIN_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[A-Za-z0-9/._:#-]{1,120}$")
+
+
+def _namespace_for_humans(namespace: str | None) -> str:
+    """Name a wrong namespace only when it looks like one: a reason never quotes free text."""
+    if not namespace:
+        return "no namespace"
+    if _PLAIN_URI.match(namespace):
+        return f"namespace {namespace}"
+    return "an unrecognised namespace"
+
+
 class FileRejectedError(Exception):
     """The file as a whole is unacceptable; nothing from it may be emitted."""
 
@@ -251,7 +263,7 @@ class ExtractReader:
             raise FileRejectedError("the file has a DOCTYPE declaration (DTDs are not allowed)")
         qname = etree.QName(el)
         if qname.localname != "DeathRegistrationGroup" or qname.namespace != NS_GRO:
-            where = f"namespace {qname.namespace}" if qname.namespace else "no namespace"
+            where = _namespace_for_humans(qname.namespace)
             raise FileRejectedError(
                 f"root element is {qname.localname} in {where}; "
                 f"expected DeathRegistrationGroup in namespace {NS_GRO}",

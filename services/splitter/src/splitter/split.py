@@ -42,7 +42,6 @@ class SplitResult(msgspec.Struct, frozen=True, kw_only=True):
     cursor: Cursor
     done: bool
     records: int | None = None
-    checked_records: int | None = None
 
 
 def split_file(
@@ -59,14 +58,12 @@ def split_file(
 
     Raises `FileRejectedError` when the file is structurally bad: nothing has been emitted then.
     """
-    checked: int | None = None
     if not cursor.checked:
         with open_stream() as stream:
-            checked = ExtractReader(stream).check().records
-        on_checked(checked)
+            on_checked(ExtractReader(stream).check().records)
         cursor = Cursor(emitted=cursor.emitted, checked=True)
         if out_of_time():
-            return SplitResult(cursor=cursor, done=False, checked_records=checked)
+            return SplitResult(cursor=cursor, done=False)
     last = cursor.emitted
     with open_stream() as stream:
         reader = ExtractReader(stream)
@@ -85,13 +82,10 @@ def split_file(
             last = item.ordinal
             if out_of_time():
                 sink.flush()
-                return SplitResult(
-                    cursor=Cursor(emitted=last, checked=True), done=False, checked_records=checked
-                )
+                return SplitResult(cursor=Cursor(emitted=last, checked=True), done=False)
         sink.flush()
         return SplitResult(
             cursor=Cursor(emitted=reader.records_seen, checked=True),
             done=True,
             records=reader.records_seen,
-            checked_records=checked,
         )
