@@ -1,39 +1,41 @@
-"""How a message that cannot be processed is dead-lettered: with its reason, by its consumer.
+"""What a dead-lettered message carries beside its body: why, by whom, after how many attempts.
 
-SQS's own redrive (after maxReceiveCount) moves a message without saying why. So a consumer
-that gives up on a message, because it can never succeed (a record that breaks a rule, a body
-that is not the contract) or because this was its last attempt, sends it to the DLQ itself with
-message attributes that say why, then lets the source message go. SQS's redrive policy stays as
-the safety net for a consumer that dies before it can do that. Reasons name fields and error
-types, never values.
+A consumer that gives up on a message puts the original body on its queue's DLQ with these
+SQS message attributes (the body is left as it was, so a redrive replays it unchanged). Reasons
+name fields, statuses and error types, never values.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Annotated, Final
 
-REASON = "failure-reason"
-FAILED_BY = "failed-by"
-ATTEMPTS = "attempts"
-MAX_REASON_CHARS = 1024
+import msgspec
 
-
-class SqsClient(Protocol):
-    """The part of a boto3 SQS client used here."""
-
-    def send_message(self, **kwargs: Any) -> Any: ...
+REASON: Final = "failure-reason"
+FAILED_BY: Final = "failed-by"
+ATTEMPTS: Final = "attempts"
+MAX_REASON_CHARS: Final = 1024
 
 
-def dead_letter(
-    sqs: SqsClient, dlq_url: str, body: str, *, reason: str, failed_by: str, attempts: int
-) -> None:
-    """Put `body` on the dead-letter queue with why, by whom and after how many attempts."""
-    sqs.send_message(
-        QueueUrl=dlq_url,
-        MessageBody=body,
-        MessageAttributes={
-            REASON: {"DataType": "String", "StringValue": reason[:MAX_REASON_CHARS] or "unknown"},
-            FAILED_BY: {"DataType": "String", "StringValue": failed_by},
-            ATTEMPTS: {"DataType": "Number", "StringValue": str(attempts)},
-        },
+class DeadLetterAttributes(msgspec.Struct, frozen=True, kw_only=True):
+    """The message attributes of a dead-lettered message (names as on the wire)."""
+
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_REASON_CHARS)] = msgspec.field(
+        name=REASON
     )
+    failed_by: str = msgspec.field(name=FAILED_BY)
+    attempts: Annotated[int, msgspec.Meta(ge=1)] = msgspec.field(name=ATTEMPTS)
+
+    def to_sqs(self) -> dict[str, dict[str, str]]:
+        """As SQS `MessageAttributes`."""
+        return {
+            REASON: {"DataType": "String", "StringValue": self.reason},
+            FAILED_BY: {"DataType": "String", "StringValue": self.failed_by},
+            ATTEMPTS: {"DataType": "Number", "StringValue": str(self.attempts)},
+        }
+
+    @classmethod
+    def from_sqs(cls, attributes: dict[str, dict[str, str]]) -> DeadLetterAttributes:
+        """From SQS `MessageAttributes` (as `ReceiveMessage` returns them)."""
+        raw = {name: value.get("StringValue") for name, value in attributes.items()}
+        return msgspec.convert(raw, cls, strict=False)

@@ -9,8 +9,6 @@ with its name.
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import msgspec
 
 NS_GRO = "http://www.ons.gov.uk/gro/OGDDeathExtractDWP"
@@ -92,7 +90,3 @@ class GroDeathRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     free_format_birth_date: str | None = None
     address: Address | None = None
     extra: tuple[ExtraElement, ...] = ()
-
-
-# An ordinal counts DeathRegistration elements from 1 in document order.
-Ordinal = Annotated[int, msgspec.Meta(ge=1)]

@@ -3,13 +3,18 @@ can tell what it holds and refuse what it does not know, loudly."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Annotated
 
 import msgspec
 
 from contracts.events import DeathNotification, SourceId
 
+# An ordinal counts DeathRegistration elements from 1 in document order.
 Ordinal = Annotated[int, msgspec.Meta(ge=1)]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 class FileRef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -18,6 +23,17 @@ class FileRef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     bucket: str
     key: str
     version_id: str | None = None
+
+
+def file_id(ref: FileRef) -> str:
+    """A stable id for one version of one object: usable as a Step Functions execution name.
+
+    A readable tail of the key, then a hash of bucket, key and version, within 80 characters
+    of `[A-Za-z0-9_-]`. Every service names a file by it (ledger, store, receipts, executions).
+    """
+    digest = hashlib.sha256(f"{ref.bucket}\0{ref.key}\0{ref.version_id or ''}".encode()).hexdigest()
+    tail = _UNSAFE.sub("_", ref.key.rsplit("/", 1)[-1])[-40:]
+    return f"{tail}-{digest[:32]}"
 
 
 class RecordToTransform(
@@ -56,26 +72,7 @@ class EventToPublish(
     trace_header: str | None = None
 
 
-class RecordRejected(
-    msgspec.Struct,
-    frozen=True,
-    kw_only=True,
-    omit_defaults=True,
-    tag="record-rejected.v1",
-    tag_field="kind",
-):
-    """A record that cannot become an event, and why. Reasons name fields, never values."""
-
-    file: FileRef
-    ordinal: Ordinal
-    reasons: tuple[str, ...]
-    registration_id: str | None = None
-
-
 class EventsConsumed(msgspec.Struct, frozen=True, kw_only=True):
     """The platform's notice that every consumer has consumed an event (SNS -> SQS)."""
 
     id: SourceId
-
-
-PipelineMessage = RecordToTransform | EventToPublish | RecordRejected

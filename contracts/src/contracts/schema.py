@@ -10,9 +10,14 @@ from pathlib import Path
 
 import msgspec
 
+from contracts.deadletter import DeadLetterAttributes
+from contracts.enrichment import EnrichRequest, EnrichResponse
 from contracts.events import DeathNotification, MinimalEvent
 from contracts.gro import GroDeathRecord
-from contracts.messages import EventsConsumed, EventToPublish, RecordRejected, RecordToTransform
+from contracts.messages import EventsConsumed, EventToPublish, RecordToTransform
+from contracts.receipts import DeletionReceipt
+from contracts.steps import FinishStepInput, FinishStepOutput, SplitStepInput, SplitStepOutput
+from contracts.stored import StoredEvent
 
 # name -> (version, type). A new version gets a new entry; old entries stay.
 RELEASED: dict[str, tuple[int, type]] = {
@@ -21,8 +26,16 @@ RELEASED: dict[str, tuple[int, type]] = {
     "MinimalEvent": (1, MinimalEvent),
     "RecordToTransform": (1, RecordToTransform),
     "EventToPublish": (1, EventToPublish),
-    "RecordRejected": (1, RecordRejected),
     "EventsConsumed": (1, EventsConsumed),
+    "StoredEvent": (1, StoredEvent),
+    "SplitStepInput": (1, SplitStepInput),
+    "SplitStepOutput": (1, SplitStepOutput),
+    "FinishStepInput": (1, FinishStepInput),
+    "FinishStepOutput": (1, FinishStepOutput),
+    "EnrichRequest": (1, EnrichRequest),
+    "EnrichResponse": (1, EnrichResponse),
+    "DeletionReceipt": (1, DeletionReceipt),
+    "DeadLetterAttributes": (1, DeadLetterAttributes),
 }
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "schemas"

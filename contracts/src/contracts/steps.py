@@ -1,0 +1,77 @@
+"""The ingest-file state machine's state between its steps: where a file is, never a record.
+
+The state machine (infra/ingest-file.asl.json) passes each step's output on as the next step's
+input, so these shapes are a contract between the foundation (which owns the state machine),
+the splitter (the Split step) and the reaper (the CheckRecords step):
+
+    execution input = SplitStepInput
+    Split:        SplitStepInput  -> SplitStepOutput   (again from its own output until `done`)
+    CheckRecords: FinishStepInput -> FinishStepOutput  (first from SplitStepOutput, then from
+                                                        its own output until `finished`)
+
+A step reads the fields it knows and ignores the rest, so each output must decode as the next
+step's input: a test proves it on the golden samples.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from contracts.messages import FileRef
+
+# How long the state machine waits between two completeness checks, unless told otherwise.
+DEFAULT_WAIT_SECONDS = 10
+
+
+class Cursor(msgspec.Struct, frozen=True, kw_only=True):
+    """How far splitting got: records up to `emitted` are sent; `checked` = structure passed."""
+
+    emitted: int = 0
+    checked: bool = False
+
+
+class SplitStepInput(msgspec.Struct, frozen=True, kw_only=True):
+    """The Split step's input (and the execution's): the file, and where to resume."""
+
+    file: FileRef
+    cursor: Cursor = Cursor()
+    wait_seconds: int | None = None
+
+
+class SplitStepOutput(msgspec.Struct, frozen=True, kw_only=True):
+    """The Split step's output: the cursor to resume from, and whether every record is out."""
+
+    file: FileRef
+    cursor: Cursor
+    done: bool
+    wait_seconds: int
+
+
+class FinishStepInput(msgspec.Struct, frozen=True, kw_only=True):
+    """The CheckRecords step's input: the file, and the progress seen at the last check."""
+
+    file: FileRef
+    wait_seconds: int = DEFAULT_WAIT_SECONDS
+    terminal_seen: int = -1
+    progress_at: float = 0.0
+
+
+class FileCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """A file's records by how they ended, from the ledger. Counts only: no personal data."""
+
+    emitted: int | None
+    terminal: int
+    published: int
+    rejected: int
+    dead_lettered: int
+
+
+class FinishStepOutput(msgspec.Struct, frozen=True, kw_only=True):
+    """The CheckRecords step's output: finished (source deleted, receipt written) or not yet."""
+
+    file: FileRef
+    wait_seconds: int
+    terminal_seen: int
+    progress_at: float
+    finished: bool
+    counts: FileCounts
