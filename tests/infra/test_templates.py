@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cfnlint.decode.cfn_yaml import load as load_template
 
-from localcloud.template import ROOT, TEMPLATES, load_template
+from deploytools.stacks import ROOT, TEMPLATES
 
-T = {name: load_template(path) for name, path in TEMPLATES.items()}
+T = {name: load_template(str(path)) for name, path in TEMPLATES.items()}
 SERVICES = [n for n in T if n != "foundation"]
 
 
@@ -193,3 +194,47 @@ def test_local_deploys_only_set_parameters_the_templates_declare() -> None:
             bounds = T[stack]["Parameters"][name]
             if "MinValue" in bounds:
                 assert float(value) >= bounds["MinValue"], (stack, name)
+
+
+def _functions() -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (stack, logical, props)
+        for stack, logical, props in resources("AWS::Lambda::Function")
+        if stack in SERVICES
+    ]
+
+
+# read by the libraries themselves, not by our settings
+_LIBRARY_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"}
+
+
+@pytest.mark.parametrize(
+    ("stack", "logical", "props"), _functions(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_every_setting_a_function_reads_is_set_by_its_template_and_nothing_else(
+    stack: str, logical: str, props: dict[str, Any]
+) -> None:
+    import importlib
+
+    package, module, entry_point = props["Handler"].split(".")
+    assert module == "handler", logical
+    handler = importlib.import_module(f"{package}.handler")
+    assert callable(getattr(handler, entry_point, None)), f"{props['Handler']} does not exist"
+    settings = importlib.import_module(f"{package}.settings")
+    read = settings.ENTRY_POINTS[entry_point]
+    from servicekit.settings import variables
+
+    wanted = set(variables(read))
+    given = set(props["Environment"]["Variables"]) - _LIBRARY_VARIABLES
+    assert wanted - given == set(), f"{logical} reads variables its template does not set"
+    assert given - wanted == set(), f"{logical}'s template sets variables nothing reads"
+
+
+def test_every_entry_point_a_service_declares_settings_for_is_deployed() -> None:
+    import importlib
+
+    deployed = {props["Handler"] for _stack, _logical, props in _functions()}
+    for stack in SERVICES:
+        settings = importlib.import_module(f"{stack}.settings")
+        for entry_point in settings.ENTRY_POINTS:
+            assert f"{stack}.handler.{entry_point}" in deployed, (stack, entry_point)

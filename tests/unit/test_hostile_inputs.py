@@ -208,6 +208,7 @@ def test_an_external_file_entity_is_refused_for_its_doctype_and_never_read(tmp_p
         assert "TOPSECRET" not in str(err)
 
 
+@pytest.mark.enable_socket  # its own listener, to prove nothing connects to it
 def test_an_external_entity_over_http_is_refused_without_any_connection(listener) -> None:
     port = listener.getsockname()[1]
     prolog = f'<!DOCTYPE x [<!ENTITY e SYSTEM "http://127.0.0.1:{port}/e">]>\n'
@@ -216,6 +217,7 @@ def test_an_external_entity_over_http_is_refused_without_any_connection(listener
     assert_never_connected(listener)
 
 
+@pytest.mark.enable_socket  # its own listener, to prove nothing connects to it
 def test_an_external_dtd_is_refused_without_any_network_call(listener) -> None:
     port = listener.getsockname()[1]
     for url in ("http://127.0.0.1:9/x.dtd", f"http://127.0.0.1:{port}/x.dtd"):

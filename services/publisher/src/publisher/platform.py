@@ -18,15 +18,16 @@ import msgspec
 import urllib3
 
 from contracts.events import MinimalEvent
+from servicekit.errors import PermanentError, TransientError
 
 REFRESH_MARGIN_SECONDS = 60
 
 
-class TransientPlatformError(Exception):
+class TransientPlatformError(TransientError):
     """Try again later: the platform is busy, down or unreachable."""
 
 
-class PermanentPlatformError(Exception):
+class PermanentPlatformError(PermanentError):
     """The platform refused the event for good; the reason names the status, not the content."""
 
 

@@ -1,14 +1,15 @@
-"""The publisher's configuration, read from the environment once, at cold start."""
+"""The publisher's configuration, one Struct per function, read from the environment once, at
+cold start. A test holds each against its function's variables in template.yaml."""
 
 from __future__ import annotations
 
 import msgspec
 
-from contracts.config import from_env
+from servicekit.settings import EnvSettings
 
 
-class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything the publisher's functions are told by their stack (one variable per field)."""
+class PublishSettings(EnvSettings, frozen=True, kw_only=True):
+    """`publish`: the store, the ledger, the DLQ, and the platform."""
 
     store_table: str
     ledger_table: str
@@ -20,7 +21,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_receive_count: int = 10
     http_timeout_seconds: float = 10.0
 
-    @classmethod
-    def from_env(cls) -> Settings:
-        """Read at cold start: fail there, naming the variable, rather than mid-batch."""
-        return from_env(cls)
+
+class EnrichSettings(EnvSettings, frozen=True, kw_only=True):
+    """`enrich`: only the store it reads from."""
+
+    store_table: str
+
+
+# entry point (handler.py function) -> the settings it reads
+ENTRY_POINTS: dict[str, type[msgspec.Struct]] = {
+    "publish": PublishSettings,
+    "enrich": EnrichSettings,
+}

@@ -13,6 +13,7 @@ from typing import BinaryIO, Protocol
 import msgspec
 
 from contracts.messages import FileRef, RecordToTransform
+from contracts.steps import Cursor
 from splitter.extract import ExtractReader, Fragment, OversizedRecord
 
 
@@ -27,13 +28,6 @@ class RecordSink(Protocol):
 
     def flush(self) -> None:
         """Make sure everything emitted so far has been sent."""
-
-
-class Cursor(msgspec.Struct, frozen=True, kw_only=True):
-    """How far splitting got: records up to `emitted` are sent; `checked` = structure passed."""
-
-    emitted: int = 0
-    checked: bool = False
 
 
 class SplitResult(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,0 +1,41 @@
+"""Typed settings from the environment: each field is read from the variable of its name in
+upper case, once, at cold start, so a missing or malformed one fails there, by name."""
+
+from __future__ import annotations
+
+import os
+from typing import Self, TypeVar
+
+import msgspec
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+class SettingsError(RuntimeError):
+    """The function's configuration is incomplete or malformed."""
+
+
+def from_env(kind: type[S]) -> S:
+    """Build `kind` from the environment (`records_queue_url` <- `RECORDS_QUEUE_URL`)."""
+    fields = msgspec.structs.fields(kind)
+    raw = {f.name: os.environ[f.name.upper()] for f in fields if f.name.upper() in os.environ}
+    try:
+        return msgspec.convert(raw, kind, strict=False)
+    except msgspec.ValidationError as err:
+        raise SettingsError(
+            f"{kind.__module__}: {err} (environment variables in upper case)"
+        ) from None
+
+
+class EnvSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """A function's settings: subclass it with one field per environment variable."""
+
+    @classmethod
+    def from_env(cls) -> Self:
+        """Read at cold start: fail there, naming the variable, rather than mid-batch."""
+        return from_env(cls)
+
+
+def variables(kind: type[msgspec.Struct]) -> dict[str, bool]:
+    """The environment variables `kind` reads, each with whether it is required."""
+    return {f.name.upper(): f.required for f in msgspec.structs.fields(kind)}

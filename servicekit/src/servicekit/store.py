@@ -1,0 +1,86 @@
+"""The temporary store's DynamoDB adapter: put if absent, read while live, delete, find expired.
+
+The item is `contracts.stored.StoredEvent`; this is how it sits in DynamoDB. The client is any
+DynamoDB low-level client (boto3's), passed in.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+from contracts.events import DeathNotification
+from contracts.stored import StoredEvent
+
+KEY = "id"
+EXPIRES_AT = "expires_at"
+# BatchWriteItem's limit
+_BATCH = 25
+
+_event_decoder = msgspec.json.Decoder(DeathNotification)
+
+
+class Store:
+    """DynamoDB access for the store table."""
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self._db = dynamodb
+        self._table = table
+
+    def put_if_absent(self, item: StoredEvent) -> bool:
+        """Store the event unless its id is there already; True if this call stored it."""
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item={
+                    KEY: {"S": item.id},
+                    "event": {"S": msgspec.json.encode(item.event).decode()},
+                    EXPIRES_AT: {"N": str(item.expires_at)},
+                    "file_id": {"S": item.file_id},
+                    "ordinal": {"N": str(item.ordinal)},
+                },
+                ConditionExpression=f"attribute_not_exists({KEY})",
+            )
+            return True
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return False
+
+    def get_live(self, event_id: str, now: float | None = None) -> DeathNotification | None:
+        """The stored event, unless it is absent or past its expiry (TTL deletion can lag)."""
+        answer = self._db.get_item(
+            TableName=self._table, Key={KEY: {"S": event_id}}, ConsistentRead=True
+        )
+        item = answer.get("Item")
+        if item is None or int(item[EXPIRES_AT]["N"]) <= int(now or time.time()):
+            return None
+        return _event_decoder.decode(item["event"]["S"])
+
+    def delete(self, event_id: str) -> None:
+        """Delete the event (idempotent: deleting what is gone is fine)."""
+        self._db.delete_item(TableName=self._table, Key={KEY: {"S": event_id}})
+
+    def expired_ids(self, now: float | None = None, page_size: int = 500) -> Iterator[str]:
+        """Ids of items past their expiry, every page (TTL deletes can lag 48 h: no waiting)."""
+        pages = self._db.get_paginator("scan").paginate(
+            TableName=self._table,
+            ProjectionExpression=KEY,
+            FilterExpression=f"{EXPIRES_AT} <= :now",
+            ExpressionAttributeValues={":now": {"N": str(int(now or time.time()))}},
+            PaginationConfig={"PageSize": page_size},
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                yield item[KEY]["S"]
+
+    def count_for_file(self, fid: str) -> int:
+        """How many events of one file the store still holds (every page: scans stop at 1 MB)."""
+        pages = self._db.get_paginator("scan").paginate(
+            TableName=self._table,
+            Select="COUNT",
+            FilterExpression="file_id = :f",
+            ExpressionAttributeValues={":f": {"S": fid}},
+        )
+        return sum(int(page.get("Count", 0)) for page in pages)

@@ -1,0 +1,84 @@
+"""The publisher's composition root: settings, clients and adapters, built once per container
+(on first use), one app per function; handler tests put their own in place of these."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import boto3
+import msgspec
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities import parameters
+
+from publisher.platform import ClientCredentials, PlatformClient
+from publisher.publish import EventStore, Platform
+from publisher.settings import EnrichSettings, PublishSettings
+from servicekit.consumer import Backoff, DeadLetters, RecordLedger, SqsVisibility
+from servicekit.deadletter import DeadLetterQueue
+from servicekit.ledger import Ledger
+from servicekit.store import Store
+
+logger = Logger(service="publisher")
+tracer = Tracer(service="publisher")
+SECRET_MAX_AGE_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class PublishApp:
+    """What `publish` needs."""
+
+    settings: PublishSettings
+    store: EventStore
+    platform: Platform
+    ledger: RecordLedger
+    dead_letters: DeadLetters
+    backoff: Backoff | None
+    clock: Callable[[], float] = field(default=time.time)
+
+
+@dataclass(frozen=True)
+class EnrichApp:
+    """What `enrich` needs."""
+
+    settings: EnrichSettings
+    store: EventStore
+
+
+def _credentials(secret_name: str) -> Callable[[], ClientCredentials]:
+    def read() -> ClientCredentials:
+        raw = parameters.get_secret(secret_name, max_age=SECRET_MAX_AGE_SECONDS)
+        return msgspec.json.decode(raw, type=ClientCredentials)
+
+    return read
+
+
+@functools.cache
+def publish_app() -> PublishApp:
+    """The `publish` function's app, built on first use."""
+    settings = PublishSettings.from_env()
+    sqs = boto3.client("sqs")
+    dynamodb = boto3.client("dynamodb")
+    return PublishApp(
+        settings=settings,
+        store=Store(dynamodb, settings.store_table),
+        platform=PlatformClient(
+            platform_url=settings.platform_url,
+            token_url=settings.token_url,
+            credentials=_credentials(settings.platform_client_secret_name),
+            timeout_seconds=settings.http_timeout_seconds,
+        ),
+        ledger=Ledger(dynamodb, settings.ledger_table),
+        dead_letters=DeadLetterQueue(sqs, settings.events_dlq_url, failed_by="publisher"),
+        # a busy platform: the message comes back after 5 s, doubling, up to 15 min
+        backoff=Backoff(SqsVisibility(sqs), base_seconds=5, cap_seconds=900),
+    )
+
+
+@functools.cache
+def enrich_app() -> EnrichApp:
+    """The `enrich` function's app, built on first use."""
+    settings = EnrichSettings.from_env()
+    return EnrichApp(settings=settings, store=Store(boto3.client("dynamodb"), settings.store_table))

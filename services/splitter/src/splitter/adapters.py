@@ -1,0 +1,107 @@
+"""The splitter's adapters: the landing bucket (S3), the state machine (Step Functions), and the
+record sink (SQS batches, plus the ledger for records that cannot be sent)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+import msgspec
+from botocore.exceptions import ClientError
+
+from contracts.messages import FileRef, RecordToTransform
+from contracts.steps import SplitStepInput
+from servicekit.ledger import Ledger, RecordStatus
+from splitter.sender import BatchSender
+
+QUARANTINE_PREFIX = "quarantine/"
+_MISSING = ("404", "NoSuchKey", "NotFound")
+
+
+def _version_args(file: FileRef) -> dict[str, str]:
+    kwargs = {"Bucket": file.bucket, "Key": file.key}
+    if file.version_id:
+        kwargs["VersionId"] = file.version_id
+    return kwargs
+
+
+class S3Files:
+    """`Files` over a boto3 S3 client."""
+
+    def __init__(self, s3: Any) -> None:
+        self._s3 = s3
+
+    @contextlib.contextmanager
+    def open(self, file: FileRef) -> Iterator[BinaryIO]:
+        body = self._s3.get_object(**_version_args(file))["Body"]
+        try:
+            yield body
+        finally:
+            body.close()
+
+    def exists(self, file: FileRef) -> bool:
+        try:
+            self._s3.head_object(**_version_args(file))
+            return True
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in _MISSING:
+                return False
+            raise
+
+    def quarantine(self, file: FileRef, reason: str) -> None:
+        """Move a refused file aside, with its reason, so the landing prefix holds only work."""
+        source = _version_args(file)
+        self._s3.copy_object(
+            Bucket=file.bucket,
+            Key=QUARANTINE_PREFIX + file.key,
+            CopySource=source,
+            MetadataDirective="REPLACE",
+            Metadata={"refusal-reason": reason.encode("ascii", "replace").decode()[:1024]},
+        )
+        self._s3.delete_object(**source)
+
+
+class StepFunctionsExecutions:
+    """`Executions` over a boto3 Step Functions client."""
+
+    def __init__(self, sfn: Any, state_machine_arn: str) -> None:
+        self._sfn = sfn
+        self._arn = state_machine_arn
+
+    def start(self, name: str, state: SplitStepInput) -> bool:
+        try:
+            self._sfn.start_execution(
+                stateMachineArn=self._arn, name=name, input=msgspec.json.encode(state).decode()
+            )
+            return True
+        except ClientError as err:
+            # the same object announced twice (CompleteMultipartUpload does that): one execution
+            if err.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
+                raise
+            return False
+
+
+class QueueSink:
+    """Records to the records queue in parallel batches; the ones too large to send, to the
+    ledger as rejected."""
+
+    def __init__(self, sender: BatchSender, ledger: Ledger) -> None:
+        self.sender = sender
+        self._ledger = ledger
+        self.emitted = 0
+        self.rejected = 0
+
+    def emit(self, message: RecordToTransform) -> None:
+        self.sender.add(str(message.ordinal), msgspec.json.encode(message))
+        self.emitted += 1
+
+    def reject(self, file: FileRef, ordinal: int, reason: str) -> None:
+        self._ledger.record_ended(file, ordinal, RecordStatus.REJECTED, reasons=(reason,))
+        self.rejected += 1
+
+    def flush(self) -> None:
+        self.sender.flush()
+
+    def close(self) -> None:
+        self.sender.close()

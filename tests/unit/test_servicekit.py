@@ -1,0 +1,81 @@
+"""The shared runtime's pure parts: back-off, dead-letter attributes, settings."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import msgspec
+import pytest
+import pytest_socket
+
+from contracts.deadletter import MAX_REASON_CHARS, DeadLetterAttributes
+from servicekit.consumer import Backoff
+from servicekit.deadletter import DeadLetterQueue
+from servicekit.settings import SettingsError, from_env, variables
+
+
+class _Sqs:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send_message(self, **kwargs: Any) -> None:
+        self.sent.append(kwargs)
+
+
+@pytest.mark.filterwarnings("ignore:A test tried to use socket.socket")
+def test_unit_tests_cannot_open_a_network_socket() -> None:
+    with pytest.raises(pytest_socket.SocketBlockedError):
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+
+
+def test_back_off_doubles_from_its_base_and_stops_at_its_cap() -> None:
+    backoff = Backoff(visibility=None, base_seconds=5, cap_seconds=60, jitter=lambda top: top)  # type: ignore[arg-type]
+    assert [backoff.seconds(n) for n in range(1, 7)] == [5, 10, 20, 40, 60, 60]
+
+
+def test_back_off_jitter_stays_between_half_and_all_of_the_step() -> None:
+    backoff = Backoff(visibility=None, base_seconds=8, cap_seconds=900)  # type: ignore[arg-type]
+    seen = {backoff.seconds(3) for _ in range(200)}
+    assert min(seen) >= 16 and max(seen) <= 32 and len(seen) > 1
+
+
+def test_a_dead_letter_carries_why_by_whom_and_after_how_many_attempts() -> None:
+    sqs = _Sqs()
+    DeadLetterQueue(sqs, "dlq-url", failed_by="publisher").send(
+        "body", reason="x" * (MAX_REASON_CHARS + 50), attempts=0
+    )
+    (sent,) = sqs.sent
+    assert (sent["QueueUrl"], sent["MessageBody"]) == ("dlq-url", "body")
+    attributes = DeadLetterAttributes.from_sqs(sent["MessageAttributes"])
+    assert len(attributes.reason) == MAX_REASON_CHARS  # cut to the contract's bound
+    assert (attributes.failed_by, attributes.attempts) == ("publisher", 1)
+
+
+def test_an_empty_reason_is_sent_as_unknown_rather_than_refused() -> None:
+    sqs = _Sqs()
+    DeadLetterQueue(sqs, "dlq-url", failed_by="reaper").send("body", reason="", attempts=2)
+    assert DeadLetterAttributes.from_sqs(sqs.sent[0]["MessageAttributes"]).reason == "unknown"
+
+
+class _Settings(msgspec.Struct, frozen=True, kw_only=True):
+    queue_url: str
+    batch_size: int = 10
+
+
+def test_settings_name_the_variables_they_read_and_which_are_required() -> None:
+    assert variables(_Settings) == {"QUEUE_URL": True, "BATCH_SIZE": False}
+
+
+def test_settings_come_from_upper_case_variables_converted_to_their_types(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("QUEUE_URL", "https://queue")
+    monkeypatch.setenv("BATCH_SIZE", "25")
+    assert from_env(_Settings) == _Settings(queue_url="https://queue", batch_size=25)
+
+
+def test_a_missing_setting_fails_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("QUEUE_URL", raising=False)
+    with pytest.raises(SettingsError, match="queue_url"):
+        from_env(_Settings)
