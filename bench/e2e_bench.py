@@ -17,9 +17,9 @@ import sys
 import time
 from pathlib import Path
 
+from ingest_cli.follow import follow, upload
 from ingest_cli.sample import write_sample
 from localcloud.cloud import LocalCloud
-from localcloud.follow import follow, upload
 
 OUT = Path(__file__).resolve().parent / "out"
 

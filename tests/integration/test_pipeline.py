@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from contracts.deadletter import REASON
+from ingest_cli.follow import Summary, follow, upload
 from ingest_cli.sample import write_sample
 from localcloud import deploy
 from localcloud.cloud import LocalCloud
-from localcloud.follow import Summary, follow, upload
 from tests.builders import extract, record
 
 NAME_IN_BAD_RECORDS = "Quillfeatherby"
@@ -168,7 +168,7 @@ def test_redeploying_one_service_alone_leaves_the_pipeline_working(
 ) -> None:
     # given the service's stack updated on its own (the transformer with a new batch size)
     parameters = {"BatchSize": "5"} if service == "transformer" else {}
-    outputs = deploy.deploy(cloud.client, service, parameters=parameters, local=True)
+    outputs = deploy.deploy(cloud.client, service, parameters=parameters)
     assert outputs
     if service == "transformer":
         mappings = cloud.client("lambda").list_event_source_mappings(
@@ -191,9 +191,7 @@ def test_a_file_too_big_for_one_invocation_resumes_where_it_stopped(
     cloud: LocalCloud, tmp_path: Path
 ) -> None:
     # given a splitter allowed a few dozen milliseconds per invocation
-    deploy.deploy(
-        cloud.client, "splitter", parameters={"SplitTimeBudgetSeconds": "0.05"}, local=True
-    )
+    deploy.deploy(cloud.client, "splitter", parameters={"SplitTimeBudgetSeconds": "0.05"})
     path = tmp_path / "long.xml"
     buf = io.BytesIO()
     write_sample(buf, 300, seed=8)
@@ -202,7 +200,7 @@ def test_a_file_too_big_for_one_invocation_resumes_where_it_stopped(
     try:
         summary = ingest(cloud, path)
     finally:
-        deploy.deploy(cloud.client, "splitter", local=True)
+        deploy.deploy(cloud.client, "splitter")
 
     assert summary.ok, summary
     assert summary.published == 300
@@ -252,7 +250,8 @@ def test_function_logs_carry_ids_and_counts_but_no_record_content(
 def test_enrichment_serves_the_platforms_fields_and_404s_what_it_does_not_hold(
     cloud: LocalCloud,
 ) -> None:
-    from contracts.store import Store, StoredEvent
+    from contracts.stored import StoredEvent
+    from servicekit.store import Store
     from tests.builders import fragment
     from transformer.core import Transformed, transform_fragment
 

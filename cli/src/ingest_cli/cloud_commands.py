@@ -1,4 +1,8 @@
-"""`ingest up`, `ingest run`, `ingest status`, `ingest deploy`: the pipeline on a cloud."""
+"""`ingest up`, `ingest run`, `ingest status`, `ingest deploy`: the pipeline on a cloud.
+
+Needs the `cloud` extra; `ingest_cli.cloud_parsers` holds these commands' arguments and imports
+this module only when one of them runs.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +20,11 @@ from typing import IO, Any
 
 import msgspec
 
-from contracts import ledger
-from localcloud import deploy as deployer
+from deploytools import deploy as aws_deployer
+from ingest_cli.follow import follow, format_summary, upload
+from localcloud import deploy as local_deployer
 from localcloud.cloud import STATE_FILE, ExternalPlatform, LocalCloud
-from localcloud.follow import follow, format_summary, upload
+from servicekit.ledger import Ledger
 
 
 def _say(line: str) -> None:
@@ -175,21 +180,21 @@ def status(args: argparse.Namespace) -> int:
         _say("ingest status: no local cloud is running (start one with `ingest up`)")
         return 1
     clients = _clients_for(endpoint)
-    exports = {
-        e["Name"]: e["Value"] for e in clients("cloudformation").list_exports().get("Exports", [])
-    }
+    export_pages = clients("cloudformation").get_paginator("list_exports").paginate()
+    exports = {e["Name"]: e["Value"] for page in export_pages for e in page.get("Exports", [])}
     sfn = clients("stepfunctions")
-    executions = sfn.list_executions(stateMachineArn=exports["gro-foundation-StateMachineArn"])
+    execution_pages = sfn.get_paginator("list_executions").paginate(
+        stateMachineArn=exports["gro-foundation-StateMachineArn"]
+    )
+    ledger = Ledger(clients("dynamodb"), exports["gro-foundation-LedgerName"])
     rows = []
-    for execution in executions.get("executions", []):
+    for execution in (e for page in execution_pages for e in page.get("executions", [])):
         described = sfn.describe_execution(executionArn=execution["executionArn"])
         state = json.loads(described["input"])
         key = state["file"]["key"]
         if args.file and Path(args.file).name != Path(key).name and args.file != key:
             continue
-        progress = ledger.progress(
-            clients("dynamodb"), exports["gro-foundation-LedgerName"], execution["name"]
-        )
+        progress = ledger.progress(execution["name"])
         rows.append(
             {
                 "file": key,
@@ -219,8 +224,9 @@ def deploy(args: argparse.Namespace) -> int:
     """Package and deploy one stack to a local cloud (--endpoint-url) or to AWS."""
     parameters = dict(p.split("=", 1) for p in args.parameter)
     if args.endpoint_url:
-        clients = _clients_for(args.endpoint_url)
-        local = True
+        outputs = local_deployer.deploy(
+            _clients_for(args.endpoint_url), args.stack, parameters=parameters, log=_say
+        )
     else:
         import boto3
 
@@ -228,42 +234,9 @@ def deploy(args: argparse.Namespace) -> int:
         if session.get_credentials() is None:
             _say("ingest deploy: no --endpoint-url and no AWS credentials: nothing to deploy to")
             return 1
-        clients = session.client
-        local = False
-    outputs = deployer.deploy(clients, args.stack, parameters=parameters, local=local, log=_say)
+        outputs = aws_deployer.deploy(
+            session.client, args.stack, parameters=parameters, for_aws=True, log=_say
+        )
     for key, value in sorted(outputs.items()):
         print(f"{key}\t{value}")
     return 0
-
-
-def add_parsers(sub: Any) -> None:
-    """Add the cloud commands to `ingest`'s sub-command parser."""
-    p = sub.add_parser("up", help="run the local cloud in the foreground until Ctrl-C")
-    p.add_argument("--consumers", type=int, default=2, help="platform simulator consumers")
-    p.add_argument("--port", type=int, default=0, help="moto's port (default: a free one)")
-    p.add_argument("--logs", help="write every function's log lines (JSON lines) here")
-    p.set_defaults(run=up)
-
-    p = sub.add_parser("run", help="ingest a file end to end and print a summary per stage")
-    p.add_argument("file")
-    p.add_argument("--consumers", type=int, default=2)
-    p.add_argument("--logs", help="write every function's log lines (JSON lines) here")
-    p.add_argument("--json", action="store_true", help="print the summary as one object")
-    p.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds")
-    p.add_argument("--platform-url")
-    p.add_argument("--token-url")
-    p.add_argument("--client-id")
-    p.add_argument("--client-secret")
-    p.set_defaults(run=run)
-
-    p = sub.add_parser("status", help="where a file (or every file) is in the pipeline")
-    p.add_argument("file", nargs="?")
-    p.add_argument("--endpoint-url")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(run=status)
-
-    p = sub.add_parser("deploy", help="package and deploy one stack")
-    p.add_argument("stack", choices=deployer.STACKS)
-    p.add_argument("--endpoint-url", help="a local cloud (default: AWS, with your credentials)")
-    p.add_argument("--parameter", action="append", default=[], metavar="KEY=VALUE")
-    p.set_defaults(run=deploy)

@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 import msgspec
 
-from ingest_cli import cloud_commands
+from ingest_cli import cloud_parsers
 from ingest_cli.keys import event_id_key
 from ingest_cli.sample import write_sample
 from splitter.extract import ExtractReader, FileRejectedError, OversizedRecord
@@ -169,7 +169,8 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--out", required=True, help="output path, or - for stdout")
     sample.set_defaults(run=_sample)
-    cloud_commands.add_parsers(sub)
+    # the cloud commands: their arguments only; their code (and boto3) loads when one runs
+    cloud_parsers.add_parsers(sub)
     return parser
 
 

@@ -108,9 +108,7 @@ class EventSourcePollers:
 
     def _list_mappings(self) -> list[_Mapping]:
         mappings: list[_Mapping] = []
-        kwargs: dict[str, Any] = {}
-        while True:
-            page = self._lambda.list_event_source_mappings(**kwargs)
+        for page in self._lambda.get_paginator("list_event_source_mappings").paginate():
             for m in page.get("EventSourceMappings", []):
                 arn = m.get("EventSourceArn", "")
                 if not arn.startswith("arn:aws:sqs:") or m.get("State") not in _ACTIVE_STATES:
@@ -126,9 +124,7 @@ class EventSourcePollers:
                         in (m.get("FunctionResponseTypes") or []),
                     )
                 )
-            if not page.get("NextMarker"):
-                return mappings
-            kwargs["Marker"] = page["NextMarker"]
+        return mappings
 
     def _poll(self, mapping: _Mapping, stop: threading.Event) -> None:
         queue_url: str | None = None

@@ -1,51 +1,25 @@
-"""Package and deploy one stack (the foundation, or one service) to a local cloud or to AWS."""
+"""Package and deploy one stack (the foundation, or one service), to AWS or to a local cloud.
+
+The same path for both: the service's bundle goes to the artifacts bucket, the template goes to
+CloudFormation as it is in the repository, and CloudFormation's own waiters say when it is done.
+A local cloud adds its own step after the deploy (`after`), for what its emulator does not do.
+"""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from localcloud import bundle, fixups
-from localcloud.template import TEMPLATES
+from botocore.exceptions import WaiterError
 
-STACKS = tuple(TEMPLATES)
-STACK_PREFIX = "gro-"
-_DONE = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE")
-_FAILED = (
-    "CREATE_FAILED",
-    "ROLLBACK_COMPLETE",
-    "ROLLBACK_FAILED",
-    "UPDATE_ROLLBACK_FAILED",
-    "DELETE_COMPLETE",
-)
-
-# Small timeouts and fast polling, so a local run shows retries and resumes within seconds.
-LOCAL_PARAMETERS: dict[str, dict[str, str]] = {
-    "foundation": {"VisibilityTimeoutSeconds": "30", "PublishMaxReceiveCount": "5"},
-    "splitter": {
-        "SplitTimeoutSeconds": "300",
-        "QueueConsumerTimeoutSeconds": "5",
-        "SplitTimeBudgetSeconds": "60",
-        "RecordWaitSeconds": "1",
-        # moto's SQS scans every message on every call: keep the records queue shallow
-        "MaxQueueDepth": "300",
-    },
-    "transformer": {"FunctionTimeoutSeconds": "5"},
-    "publisher": {"FunctionTimeoutSeconds": "5"},
-    "reaper": {"FunctionTimeoutSeconds": "5", "StallSeconds": "120"},
-}
+from deploytools import bundle
+from deploytools.stacks import STACKS, TEMPLATES, stack_name
 
 Clients = Callable[[str], Any]
 
 
 class DeployError(Exception):
     """A stack did not deploy; the message says which and why."""
-
-
-def stack_name(stack: str) -> str:
-    """The CloudFormation stack name of `stack`."""
-    return STACK_PREFIX + stack
 
 
 def code_bucket(clients: Clients) -> str:
@@ -69,16 +43,21 @@ def deploy(
     stack: str,
     *,
     parameters: dict[str, str] | None = None,
-    local: bool = False,
+    for_aws: bool = True,
     log: Callable[[str], None] = lambda _: None,
+    after: Callable[[Clients, str, str], Iterable[str]] | None = None,
+    poll_seconds: float = 5.0,
 ) -> dict[str, str]:
-    """Create or update one stack and wait for it; returns its outputs."""
+    """Create or update one stack and wait for it; returns its outputs.
+
+    `after(clients, stack_name, stack)` runs once the stack is complete; each line it yields is
+    logged.
+    """
     if stack not in TEMPLATES:
         raise DeployError(f"unknown stack {stack!r}; one of {', '.join(STACKS)}")
-    params = dict(LOCAL_PARAMETERS[stack] if local else {})
-    params.update(parameters or {})
+    params = dict(parameters or {})
     if stack != "foundation":
-        built = bundle.build(stack, for_aws=not local)
+        built = bundle.build(stack, for_aws=for_aws)
         bucket = code_bucket(clients)
         key = f"{stack}/{built.sha256}.zip"
         clients("s3").upload_file(str(built.zip_path), bucket, key)
@@ -86,10 +65,9 @@ def deploy(
         log(f"{stack}: package {built.zip_path.name} ({built.zip_path.stat().st_size} bytes)")
     cfn = clients("cloudformation")
     name = stack_name(stack)
-    body = TEMPLATES[stack].read_text()
     args: dict[str, Any] = {
         "StackName": name,
-        "TemplateBody": body,
+        "TemplateBody": TEMPLATES[stack].read_text(),
         "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
         "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
     }
@@ -98,6 +76,8 @@ def deploy(
         exists = True
     except cfn.exceptions.ClientError:
         previous, exists = [], False
+    waiter = "stack_update_complete" if exists else "stack_create_complete"
+    changed = True
     try:
         if exists:
             # a parameter not given again keeps its deployed value (a platform URL, say)
@@ -114,24 +94,19 @@ def deploy(
     except cfn.exceptions.ClientError as err:
         if "No updates are to be performed" not in str(err):
             raise DeployError(f"{name}: {err}") from None
-    described = _wait(cfn, name)
-    if local:
-        for line in fixups.apply(clients, name, stack):
+        changed = False
+    if changed:
+        try:
+            cfn.get_waiter(waiter).wait(
+                StackName=name, WaiterConfig={"Delay": poll_seconds, "MaxAttempts": 720}
+            )
+        except WaiterError:
+            described = cfn.describe_stacks(StackName=name)["Stacks"][0]
+            reason = described.get("StackStatusReason", "")
+            raise DeployError(f"{name}: {described['StackStatus']} {reason}".strip()) from None
+    described = cfn.describe_stacks(StackName=name)["Stacks"][0]
+    if after is not None:
+        for line in after(clients, name, stack):
             log(f"{stack}: {line}")
     log(f"{stack}: {described['StackStatus']}")
     return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
-
-
-def _wait(cfn: Any, name: str, timeout: float = 1800) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        described: dict[str, Any] = cfn.describe_stacks(StackName=name)["Stacks"][0]
-        status = described["StackStatus"]
-        if status in _DONE:
-            return described
-        if status in _FAILED:
-            reason = described.get("StackStatusReason", "")
-            raise DeployError(f"{name}: {status} {reason}".strip())
-        if time.monotonic() > deadline:
-            raise DeployError(f"{name}: still {status} after {timeout:.0f} s")
-        time.sleep(0.2)

@@ -10,8 +10,9 @@ from typing import Any
 
 import msgspec
 
-from contracts import ledger
-from contracts.messages import FileRef
+from contracts.messages import FileRef, file_id
+from servicekit.ledger import FileProgress, Ledger, RecordStatus
+from servicekit.store import Store
 
 TERMINAL_EXECUTION = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 QUEUES = (
@@ -101,23 +102,6 @@ def _source_exists(clients: Callable[[str], Any], file: FileRef) -> bool:
         return False
 
 
-def _stored_for(clients: Callable[[str], Any], table: str, fid: str) -> int:
-    """How many events of this file the store still holds (every page: scans stop at 1 MB)."""
-    kwargs: dict[str, Any] = {
-        "TableName": table,
-        "Select": "COUNT",
-        "FilterExpression": "file_id = :f",
-        "ExpressionAttributeValues": {":f": {"S": fid}},
-    }
-    count = 0
-    while True:
-        answer = clients("dynamodb").scan(**kwargs)
-        count += int(answer.get("Count", 0))
-        if "LastEvaluatedKey" not in answer:
-            return count
-        kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-
-
 def follow(
     clients: Callable[[str], Any],
     file: FileRef,
@@ -134,18 +118,20 @@ def follow(
     ledger_table = exports["gro-foundation-LedgerName"]
     store_table = exports["gro-foundation-TemporaryStoreName"]
     db = clients("dynamodb")
-    fid = ledger.file_id(file)
+    ledger = Ledger(db, ledger_table)
+    store = Store(db, store_table)
+    fid = file_id(file)
     last_line = ""
     deadline = started + timeout
     # the platform's counters are its own, since it started: count from here
     base = platform_stats() if platform_stats else None
     base_enriched, base_consumed = (base.enriched, base.consumed) if base else (0, 0)
     while True:
-        state = ledger.progress(db, ledger_table, fid)
+        state = ledger.progress(fid)
         execution = _execution(clients, exports["gro-foundation-StateMachineArn"], fid)
         status = execution["status"] if execution else "PENDING"
         stats = platform_stats() if platform_stats else None
-        stored = _stored_for(clients, store_table, fid)
+        stored = store.count_for_file(fid)
         line = (
             f"{status.lower():9} emitted {state.emitted if state.emitted is not None else '?'}"
             f" | published {state.published} | rejected {state.rejected}"
@@ -197,30 +183,22 @@ def follow(
     return summary
 
 
-def _dead_lettered_after_transform(
-    db: Any, table: str, fid: str, state: ledger.FileProgress
-) -> int:
+def _dead_lettered_after_transform(db: Any, table: str, fid: str, state: FileProgress) -> int:
     """Dead-lettered records that had become events (the publisher's, which carry an id)."""
     if state.dead_lettered == 0:
         return 0
-    count = 0
-    kwargs: dict[str, Any] = {
-        "TableName": table,
-        "FilterExpression": "begins_with(pk, :p) AND #s = :d AND event_id <> :empty",
-        "ExpressionAttributeNames": {"#s": "status"},
-        "ExpressionAttributeValues": {
+    pages = db.get_paginator("scan").paginate(
+        TableName=table,
+        FilterExpression="begins_with(pk, :p) AND #s = :d AND event_id <> :empty",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={
             ":p": {"S": f"rec#{fid}#"},
-            ":d": {"S": ledger.RecordStatus.DEAD_LETTERED.value},
+            ":d": {"S": RecordStatus.DEAD_LETTERED.value},
             ":empty": {"S": ""},
         },
-        "Select": "COUNT",
-    }
-    while True:
-        answer = db.scan(**kwargs)
-        count += int(answer.get("Count", 0))
-        if "LastEvaluatedKey" not in answer:
-            return count
-        kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        Select="COUNT",
+    )
+    return sum(int(page.get("Count", 0)) for page in pages)
 
 
 def _failure_reason(execution: dict[str, Any]) -> str:

@@ -16,7 +16,9 @@ import secrets
 import string
 from typing import Any
 
-from localcloud.template import TEMPLATES, load_template
+from cfnlint.decode.cfn_yaml import load as load_template
+
+from deploytools.stacks import TEMPLATES
 
 
 class _Resolver:
@@ -31,7 +33,11 @@ class _Resolver:
             for r in page["StackResourceSummaries"]:
                 self.physical[r["LogicalResourceId"]] = r.get("PhysicalResourceId", "")
                 self.types[r["LogicalResourceId"]] = r["ResourceType"]
-        self.exports = {e["Name"]: e["Value"] for e in cfn.list_exports().get("Exports", [])}
+        self.exports = {
+            e["Name"]: e["Value"]
+            for page in cfn.get_paginator("list_exports").paginate()
+            for e in page.get("Exports", [])
+        }
         described = cfn.describe_stacks(StackName=stack)["Stacks"][0]
         self.params = {
             p["ParameterKey"]: p["ParameterValue"] for p in described.get("Parameters", [])
@@ -84,7 +90,8 @@ def _generate_secret(props: dict[str, Any]) -> str:
 
 def apply(clients: Any, stack: str, service: str) -> list[str]:
     """Make a freshly deployed stack behave as on AWS; returns what was done, for the log."""
-    template = load_template(TEMPLATES[service])
+    # cfn-lint's own loader: short-form tags (`!Ref`, `!Sub`) as their long forms
+    template = load_template(str(TEMPLATES[service]))
     resolve = _Resolver(clients, stack)
     done: list[str] = []
     for logical, resource in template["Resources"].items():
@@ -93,7 +100,8 @@ def apply(clients: Any, stack: str, service: str) -> list[str]:
         if kind == "AWS::SNS::Subscription":
             sns = clients("sns")
             topic, endpoint = resolve(props["TopicArn"]), resolve(props["Endpoint"])
-            existing = sns.list_subscriptions_by_topic(TopicArn=topic).get("Subscriptions", [])
+            pages = sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic)
+            existing = [s for page in pages for s in page.get("Subscriptions", [])]
             if not any(s["Endpoint"] == endpoint for s in existing):
                 raw = str(props.get("RawMessageDelivery", False)).lower()
                 sns.subscribe(
@@ -146,7 +154,8 @@ def _state_machine(clients: Any, resolve: _Resolver, props: dict[str, Any]) -> s
     name = props["StateMachineName"]
     definition = resolve(props["DefinitionString"])
     role = resolve(props["RoleArn"])
-    for machine in sfn.list_state_machines().get("stateMachines", []):
+    machines = sfn.get_paginator("list_state_machines").paginate()
+    for machine in (m for page in machines for m in page.get("stateMachines", [])):
         if machine["name"] == name:
             sfn.update_state_machine(
                 stateMachineArn=machine["stateMachineArn"], definition=definition, roleArn=role

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from localcloud import bundle, deploy
+from deploytools import bundle
+from localcloud import deploy
 from localcloud.moto_server import MotoServer
 from localcloud.platform import PlatformSimulator
 from localcloud.pollers import EventSourcePollers
@@ -92,9 +93,7 @@ class LocalCloud:
                 if stack == "publisher"
                 else {}
             )
-            outputs = deploy.deploy(
-                self.client, stack, parameters=params, local=True, log=self._log_deploy
-            )
+            outputs = deploy.deploy(self.client, stack, parameters=params, log=self._log_deploy)
             self.outputs.update(outputs)
             if stack == "publisher":
                 self.client("secretsmanager").put_secret_value(
@@ -180,8 +179,8 @@ class LocalCloud:
         self.client("sns").publish(TopicArn=topic, Message=json.dumps({"id": event_id}))
 
     def _export(self, name: str) -> str:
-        exports = self.client("cloudformation").list_exports()["Exports"]
-        return str(next(e["Value"] for e in exports if e["Name"] == name))
+        pages = self.client("cloudformation").get_paginator("list_exports").paginate()
+        return str(next(e["Value"] for page in pages for e in page["Exports"] if e["Name"] == name))
 
     def _log_deploy(self, line: str) -> None:
         self._log_line("deploy", json.dumps({"message": line}))

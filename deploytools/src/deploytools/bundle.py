@@ -1,7 +1,9 @@
-"""Build a service's Lambda deployment package: that service, `contracts`, its own dependencies.
+"""Build a service's Lambda deployment package: that service, the workspace packages it declares
+(`contracts`, `servicekit`) and its own locked dependencies, nothing else.
 
-The dependency list comes from the workspace lock (`uv export --package`), so a bundle holds
-exactly what the service declares, at the locked versions. What the Lambda Python runtime
+Both lists come from the workspace lock (`uv export --package`), so a bundle holds exactly what
+the service declares, at the locked versions: a service that imports a workspace package it does
+not declare fails in its container, as it would on AWS. What the Lambda Python runtime
 already provides (boto3 and its dependencies) is left out, as on AWS; locally those come from a
 separate "runtime" directory that plays the part of the Lambda runtime's own libraries.
 Zips are deterministic (sorted entries, fixed timestamps), so an unchanged service gives the
@@ -10,17 +12,19 @@ same CodeSha256 and a redeploy of it changes nothing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+from deploytools.stacks import ROOT, SERVICES
+
 BUILD = ROOT / "build"
-SERVICES = ("splitter", "transformer", "publisher", "reaper")
 # Provided by the AWS Lambda Python runtime: not bundled.
 RUNTIME_PROVIDED = {
     "boto3",
@@ -53,38 +57,40 @@ def _uv(*args: str) -> str:
     return done.stdout
 
 
-def _requirements(package: str | None, keep: set[str] | None = None) -> list[str]:
-    args = [
-        "export",
-        "--frozen",
-        "--no-hashes",
-        "--no-emit-workspace",
-        "--no-header",
-        "--no-annotate",
-    ]
+@functools.cache
+def _export(package: str | None) -> tuple[str, ...]:
+    args = ["export", "--frozen", "--no-hashes", "--no-header", "--no-annotate"]
     if package:
         args += ["--package", package, "--no-dev"]
     else:
         args += ["--all-packages", "--all-groups"]  # boto3 is a dev dependency of the workspace
-    lines = [ln.strip() for ln in _uv(*args).splitlines()]
-    reqs = [ln for ln in lines if ln and not ln.startswith(("#", "-e", "."))]
+    return tuple(ln.strip() for ln in _uv(*args).splitlines() if ln.strip())
 
-    def name(req: str) -> str:
-        return req.split("==")[0].split(";")[0].strip().lower()
 
+def _name(req: str) -> str:
+    return req.split("==")[0].split(";")[0].strip().lower()
+
+
+def _requirements(package: str | None, keep: set[str] | None = None) -> list[str]:
+    reqs = [ln for ln in _export(package) if not ln.startswith(("#", "-e", "."))]
     if keep is not None:
-        return [r for r in reqs if name(r) in keep]
-    return [r for r in reqs if name(r) not in RUNTIME_PROVIDED]
+        return [r for r in reqs if _name(r) in keep]
+    return [r for r in reqs if _name(r) not in RUNTIME_PROVIDED]
 
 
-def _sources(service: str) -> list[tuple[Path, str]]:
-    """(file, name in the zip) for the service's and contracts' modules."""
+def _workspace_members(package: str) -> list[Path]:
+    """The workspace packages `package` depends on (itself included), as the lock says."""
+    return [ROOT / ln[len("-e ") :].strip() for ln in _export(package) if ln.startswith("-e ")]
+
+
+def _sources(package: str) -> list[tuple[Path, str]]:
+    """(file, name in the zip) for the modules of every workspace member in the bundle."""
     out = []
-    for package, src in (
-        (service, ROOT / "services" / service / "src"),
-        ("contracts", ROOT / "contracts" / "src"),
-    ):
-        for path in sorted((src / package).rglob("*.py")):
+    for member in _workspace_members(package):
+        meta = tomllib.loads((member / "pyproject.toml").read_text())
+        module = meta["tool"]["uv"]["build-backend"]["module-name"]
+        src = member / "src"
+        for path in sorted((src / module).rglob("*.py")):
             out.append((path, path.relative_to(src).as_posix()))
     return out
 
@@ -130,7 +136,7 @@ def build(service: str, *, for_aws: bool = False) -> Bundle:
     if service not in SERVICES:
         raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
     requirements = _requirements(f"gro-{service}")
-    sources = _sources(service)
+    sources = _sources(f"gro-{service}")
     flavour = "aws" if for_aws else f"local-py{sys.version_info.major}{sys.version_info.minor}"
     digest = _digest(
         [flavour.encode(), "\n".join(requirements).encode()]
