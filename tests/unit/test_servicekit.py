@@ -77,5 +77,12 @@ def test_settings_come_from_upper_case_variables_converted_to_their_types(
 
 def test_a_missing_setting_fails_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("QUEUE_URL", raising=False)
-    with pytest.raises(SettingsError, match="queue_url"):
+    with pytest.raises(SettingsError, match="QUEUE_URL not set"):
+        from_env(_Settings)
+
+
+def test_a_malformed_setting_fails_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUEUE_URL", "https://queue")
+    monkeypatch.setenv("BATCH_SIZE", "ten")
+    with pytest.raises(SettingsError, match="BATCH_SIZE"):
         from_env(_Settings)

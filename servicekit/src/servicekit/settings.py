@@ -4,6 +4,7 @@ upper case, once, at cold start, so a missing or malformed one fails there, by n
 from __future__ import annotations
 
 import os
+import re
 from typing import Self, TypeVar
 
 import msgspec
@@ -18,13 +19,16 @@ class SettingsError(RuntimeError):
 def from_env(kind: type[S]) -> S:
     """Build `kind` from the environment (`records_queue_url` <- `RECORDS_QUEUE_URL`)."""
     fields = msgspec.structs.fields(kind)
+    missing = [f.name.upper() for f in fields if f.required and f.name.upper() not in os.environ]
+    if missing:
+        raise SettingsError(f"{kind.__name__}: {', '.join(missing)} not set in the environment")
     raw = {f.name: os.environ[f.name.upper()] for f in fields if f.name.upper() in os.environ}
     try:
         return msgspec.convert(raw, kind, strict=False)
     except msgspec.ValidationError as err:
-        raise SettingsError(
-            f"{kind.__module__}: {err} (environment variables in upper case)"
-        ) from None
+        # `$.max_receive_count` -> the variable's own name
+        named = re.sub(r"`\$\.(\w+)`", lambda m: m.group(1).upper(), str(err))
+        raise SettingsError(f"{kind.__name__}: {named}") from None
 
 
 class EnvSettings(msgspec.Struct, frozen=True, kw_only=True):

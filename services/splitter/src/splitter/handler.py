@@ -73,7 +73,8 @@ def _candidates(record: SQSRecord) -> list[FileRef]:
     """The file an S3 "Object Created" event (EventBridge, through SQS) names: the key as
     given, then URL-decoded (EventBridge may or may not encode it)."""
     detail = S3EventBridgeNotificationEvent(msgspec.json.decode(record.body)).detail
-    key, bucket = detail.object.key, detail.bucket.name
+    # the key as it stands in the event (the data class's `.key` would decode it already)
+    key, bucket = detail.object["key"], detail.bucket.name
     version: str | None = detail.object.get("version-id")
     if version == "null":  # S3's name for "this bucket is not versioned"
         version = None
@@ -93,7 +94,7 @@ def _start_one(record: SQSRecord) -> None:
     )
     if started is None:
         logger.warning(
-            "object gone before its ingest started", extra={"message": record.message_id}
+            "object gone before its ingest started", extra={"message_id": record.message_id}
         )
         return
     fid, new = started

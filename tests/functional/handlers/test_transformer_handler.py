@@ -1,0 +1,275 @@
+"""The transformer's entry point, `transform`, called as Lambda calls it: a recorded SQS event
+carrying golden record-to-transform messages, a Lambda context, and in-memory ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import msgspec
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+import transformer.app
+from contracts.messages import EventToPublish, RecordToTransform
+from servicekit.deadletter import DeadLetterQueue
+from servicekit.ledger import Ledger, RecordStatus
+from servicekit.settings import SettingsError
+from tests.builders import fragment, record
+from transformer import handler
+from transformer.app import App, QueueEvents
+from transformer.settings import Settings
+
+from .environment import function_environment
+from .fakes import DeadLetter, FakeDeadLetters, FakeEventSink, FakeLedger, RecordEnded
+from .recorded import FakeLambdaContext, Message, sample_text, sqs_event
+
+QUEUE = "gro-records-to-transform"
+MAX_RECEIVE_COUNT = 5
+SETTINGS = Settings(
+    events_queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/gro-events-to-publish",
+    records_dlq_url="https://sqs.us-east-1.amazonaws.com/123456789012/gro-records-to-transform-dlq",
+    ledger_table="gro-ledger",
+    event_id_key_secret="gro/event-id-key",
+    max_receive_count=MAX_RECEIVE_COUNT,
+)
+GOLDEN = sample_text("RecordToTransform")
+GOLDEN_MESSAGE = msgspec.json.decode(GOLDEN, type=RecordToTransform)
+
+
+def context() -> FakeLambdaContext:
+    return FakeLambdaContext("gro-transformer-transform")
+
+
+def message(ordinal: int, xml: str | bytes) -> str:
+    """A record-to-transform body for another record of the golden sample's file."""
+    text = xml.decode() if isinstance(xml, bytes) else xml
+    return msgspec.json.encode(
+        msgspec.structs.replace(GOLDEN_MESSAGE, ordinal=ordinal, fragment=text)
+    ).decode()
+
+
+@dataclass
+class Ports:
+    ledger: FakeLedger = field(default_factory=FakeLedger)
+    dead_letters: FakeDeadLetters = field(default_factory=FakeDeadLetters)
+    events: FakeEventSink = field(default_factory=FakeEventSink)
+
+
+@pytest.fixture
+def ports(monkeypatch: pytest.MonkeyPatch) -> Ports:
+    fakes = Ports()
+    app = App(
+        settings=SETTINGS,
+        ledger=fakes.ledger,
+        dead_letters=fakes.dead_letters,
+        events=fakes.events,
+        event_id_key=lambda: b"test-event-id-key",
+    )
+    monkeypatch.setattr(transformer.app, "current", lambda: app)
+    return fakes
+
+
+def test_a_valid_record_becomes_one_event_to_publish_for_the_same_record(ports: Ports) -> None:
+    # given
+    event = sqs_event(GOLDEN, queue=QUEUE)
+
+    # when
+    response = handler.transform(event, context())
+
+    # then
+    assert response == {"batchItemFailures": []}
+    (sent,) = ports.events.sent
+    assert isinstance(sent, EventToPublish)
+    assert sent.file == GOLDEN_MESSAGE.file
+    assert sent.ordinal == GOLDEN_MESSAGE.ordinal
+    assert sent.trace_header == GOLDEN_MESSAGE.trace_header
+    assert sent.event.registration_id == "31677"
+    assert sent.event.source_id.startswith("gro1-")
+    # the event travels as the contract says
+    assert msgspec.json.decode(msgspec.json.encode(sent), type=EventToPublish) == sent
+    # terminal only once published: nothing for the ledger yet, nothing dead-lettered
+    assert ports.ledger.records == []
+    assert ports.dead_letters.sent == []
+
+
+def test_the_event_id_is_the_same_for_the_same_record_and_key(ports: Ports) -> None:
+    handler.transform(sqs_event(GOLDEN, GOLDEN, queue=QUEUE), context())
+
+    first, second = ports.events.sent
+    assert first.event.source_id == second.event.source_id
+
+
+def test_a_record_breaking_a_rule_is_dead_lettered_with_a_reason_naming_the_rule_not_the_value(
+    ports: Ports,
+) -> None:
+    # given: a registration id that is not a number
+    body = message(7, fragment(record(registration_id="SECRETNAME")))
+    event = sqs_event(Message(body, receive_count=1), queue=QUEUE)
+
+    # when
+    response = handler.transform(event, context())
+
+    # then
+    assert response == {"batchItemFailures": []}
+    assert ports.events.sent == []
+    (dead,) = ports.dead_letters.sent
+    assert dead.body == body
+    assert dead.attempts == 1
+    assert "RegistrationID is not a number" in dead.reason
+    assert "SECRETNAME" not in dead.reason
+    assert ports.ledger.records == [
+        RecordEnded(
+            GOLDEN_MESSAGE.file,
+            7,
+            RecordStatus.REJECTED,
+            None,
+            ("RegistrationID is not a number",),
+        )
+    ]
+
+
+def test_an_undecodable_body_is_dead_lettered_as_not_the_contract_without_a_ledger_write(
+    ports: Ports,
+) -> None:
+    # given: JSON, but not a record-to-transform (no kind tag, no file)
+    body = '{"ordinal": 3, "fragment": "<DeathRegistration/>"}'
+
+    # when
+    response = handler.transform(sqs_event(body, queue=QUEUE), context())
+
+    # then
+    assert response == {"batchItemFailures": []}
+    (dead,) = ports.dead_letters.sent
+    assert dead.body == body
+    assert dead.reason.startswith("the body is not record-to-transform.v1")
+    assert ports.ledger.records == []
+    assert ports.events.sent == []
+
+
+def test_a_body_that_is_not_json_is_dead_lettered_too(ports: Ports) -> None:
+    response = handler.transform(sqs_event("<DeathRegistration/>", queue=QUEUE), context())
+
+    assert response == {"batchItemFailures": []}
+    assert [d.reason.split(":")[0] for d in ports.dead_letters.sent] == [
+        "the body is not record-to-transform.v1"
+    ]
+
+
+def test_an_unexpected_error_before_the_last_attempt_fails_only_that_message(
+    ports: Ports,
+) -> None:
+    # given: sending ordinal 9's event fails; ordinal 5 goes through
+    ports.events.fail_for = frozenset({9})
+    failing = message(9, GOLDEN_MESSAGE.fragment)
+    event = sqs_event(
+        Message(GOLDEN, message_id="ok"),
+        Message(failing, receive_count=MAX_RECEIVE_COUNT - 1, message_id="failing"),
+        queue=QUEUE,
+    )
+
+    # when
+    response = handler.transform(event, context())
+
+    # then: SQS will deliver it again
+    assert response == {"batchItemFailures": [{"itemIdentifier": "failing"}]}
+    assert [e.ordinal for e in ports.events.sent] == [5]
+    assert ports.dead_letters.sent == []
+    assert ports.ledger.records == []
+
+
+def test_an_unexpected_error_on_the_last_attempt_is_dead_lettered_with_its_type_and_attempts(
+    ports: Ports,
+) -> None:
+    # given
+    ports.events.fail_for = frozenset({5})
+    event = sqs_event(Message(GOLDEN, receive_count=MAX_RECEIVE_COUNT), queue=QUEUE)
+
+    # when
+    response = handler.transform(event, context())
+
+    # then: given up on, by us, with the reason; the error's text (a surname) is not quoted
+    assert response == {"batchItemFailures": []}
+    assert ports.dead_letters.sent == [
+        DeadLetter(GOLDEN, f"RuntimeError after {MAX_RECEIVE_COUNT} attempts", MAX_RECEIVE_COUNT)
+    ]
+    assert ports.ledger.records == [
+        RecordEnded(
+            GOLDEN_MESSAGE.file,
+            GOLDEN_MESSAGE.ordinal,
+            RecordStatus.DEAD_LETTERED,
+            None,
+            (f"RuntimeError after {MAX_RECEIVE_COUNT} attempts",),
+        )
+    ]
+
+
+def test_a_batch_whose_every_message_fails_fails_the_invocation(ports: Ports) -> None:
+    # Powertools' BatchProcessor raises when nothing in the batch succeeded: SQS retries all
+    ports.events.fail_for = frozenset({5})
+
+    with pytest.raises(BatchProcessingError):
+        handler.transform(sqs_event(GOLDEN, queue=QUEUE), context())
+
+    assert ports.dead_letters.sent == []
+
+
+def test_the_logs_name_the_record_but_never_its_content(
+    ports: Ports, capsys: pytest.CaptureFixture[str]
+) -> None:
+    handler.transform(sqs_event(GOLDEN, queue=QUEUE), context())
+
+    out = capsys.readouterr().out
+    assert "record transformed" in out
+    assert ports.events.sent[0].event.source_id in out
+    for personal in ("ÏSOLDE", "Alice", "West Smithfield", "31677"):
+        assert personal not in out
+
+
+# -- the composition root -------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_app() -> Iterator[None]:
+    transformer.app.current.cache_clear()
+    yield
+    transformer.app.current.cache_clear()
+
+
+@pytest.mark.usefixtures("fresh_app")
+def test_the_app_builds_from_the_environment_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    function_environment(
+        monkeypatch,
+        Settings,
+        EVENTS_QUEUE_URL=SETTINGS.events_queue_url,
+        RECORDS_DLQ_URL=SETTINGS.records_dlq_url,
+        LEDGER_TABLE="gro-ledger",
+        EVENT_ID_KEY_SECRET="gro/event-id-key",
+        MAX_RECEIVE_COUNT="7",
+    )
+
+    built = transformer.app.current()
+
+    assert isinstance(built, App)
+    assert built.settings == msgspec.structs.replace(SETTINGS, max_receive_count=7)
+    assert isinstance(built.ledger, Ledger)
+    assert isinstance(built.dead_letters, DeadLetterQueue)
+    assert isinstance(built.events, QueueEvents)
+    assert callable(built.event_id_key)  # read from Secrets Manager on first use, not here
+    assert transformer.app.current() is built
+
+
+@pytest.mark.usefixtures("fresh_app")
+def test_a_missing_variable_fails_the_app_at_build_time_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    function_environment(
+        monkeypatch,
+        Settings,
+        RECORDS_DLQ_URL=SETTINGS.records_dlq_url,
+        LEDGER_TABLE="gro-ledger",
+        EVENT_ID_KEY_SECRET="gro/event-id-key",
+    )
+
+    with pytest.raises(SettingsError, match="EVENTS_QUEUE_URL"):
+        transformer.app.current()
