@@ -238,3 +238,20 @@ def test_every_entry_point_a_service_declares_settings_for_is_deployed() -> None
         settings = importlib.import_module(f"{stack}.settings")
         for entry_point in settings.ENTRY_POINTS:
             assert f"{stack}.handler.{entry_point}" in deployed, (stack, entry_point)
+
+
+def test_receipts_are_written_where_the_reaper_may_write_and_the_lifecycle_keeps_them() -> None:
+    from contracts.receipts import RECEIPTS_PREFIX
+
+    puts = [
+        statement["Resource"]["Fn::Sub"][0]
+        for _stack, _logical, props in resources("AWS::IAM::Role")
+        if _stack == "reaper"
+        for policy in props.get("Policies", [])
+        for statement in policy["PolicyDocument"]["Statement"]
+        if statement["Action"] == "s3:PutObject"
+    ]
+    assert puts == [f"${{Bucket}}/{RECEIPTS_PREFIX}*"]
+    (bucket,) = [p for _s, _l, p in resources("AWS::S3::Bucket") if "LifecycleConfiguration" in p]
+    prefixes = {r.get("Prefix") for r in bucket["LifecycleConfiguration"]["Rules"]}
+    assert RECEIPTS_PREFIX in prefixes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from enum import Enum
 from typing import Any
 
 import msgspec
@@ -10,7 +11,7 @@ import pytest
 import pytest_socket
 
 from contracts.deadletter import MAX_REASON_CHARS, DeadLetterAttributes
-from servicekit.consumer import Backoff
+from servicekit.consumer import Backoff, without_values
 from servicekit.deadletter import DeadLetterQueue
 from servicekit.settings import SettingsError, from_env, variables
 
@@ -86,3 +87,24 @@ def test_a_malformed_setting_fails_naming_the_variable(monkeypatch: pytest.Monke
     monkeypatch.setenv("BATCH_SIZE", "ten")
     with pytest.raises(SettingsError, match="BATCH_SIZE"):
         from_env(_Settings)
+
+
+class _Sex(Enum):
+    MALE = "MALE"
+
+
+class _Event(msgspec.Struct):
+    sex: _Sex
+
+
+@pytest.mark.parametrize(
+    "value", ["Ğül ÏSOLDE", "O'NEILL", 'say "hello"', "x' - at `$.ok` '"], ids=repr
+)
+def test_a_decode_error_keeps_the_path_and_never_the_value(value: str) -> None:
+    with pytest.raises(msgspec.ValidationError) as caught:
+        msgspec.json.decode(msgspec.json.encode({"sex": value}), type=_Event)
+    cleaned = without_values(str(caught.value))
+    assert cleaned == "Invalid enum value - at `$.sex`"
+    assert without_values("JSON is malformed: invalid character (byte 0)") == (
+        "JSON is malformed: invalid character (byte 0)"
+    )

@@ -12,6 +12,7 @@ import msgspec
 
 from contracts.messages import FileRef, file_id
 from servicekit.ledger import FileProgress, Ledger, RecordStatus
+from servicekit.objects import object_version
 from servicekit.store import Store
 
 TERMINAL_EXECUTION = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
@@ -92,11 +93,8 @@ def _execution(clients: Callable[[str], Any], arn: str, fid: str) -> dict[str, A
 
 def _source_exists(clients: Callable[[str], Any], file: FileRef) -> bool:
     s3 = clients("s3")
-    kwargs = {"Bucket": file.bucket, "Key": file.key}
-    if file.version_id:
-        kwargs["VersionId"] = file.version_id
     try:
-        s3.head_object(**kwargs)
+        s3.head_object(**object_version(file))
         return True
     except s3.exceptions.ClientError:
         return False

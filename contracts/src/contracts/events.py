@@ -16,7 +16,8 @@ EVENT_TYPE: Final = "GRO_DEATH_NOTIFICATION"
 DEATH_NOTIFICATION_VERSION: Final = 1
 
 # The platform's rule for a supplier's id.
-SourceId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9+=,.@_-]{1,80}$")]
+SOURCE_ID_PATTERN: Final = r"^[A-Za-z0-9+=,.@_-]{1,80}$"
+SourceId = Annotated[str, msgspec.Meta(pattern=SOURCE_ID_PATTERN)]
 
 
 class RecordType(StrEnum):

@@ -6,7 +6,18 @@ ingested was accounted for and that the source is gone. Kept under `receipts/{fi
 
 from __future__ import annotations
 
+from typing import Final
+
 import msgspec
+
+# Where receipts are kept, in the landing bucket (its lifecycle keeps them 400 days; the reaper's
+# role may write only there).
+RECEIPTS_PREFIX: Final = "receipts/"
+
+
+def receipt_key(file_id: str) -> str:
+    """The object key of a file's receipt."""
+    return f"{RECEIPTS_PREFIX}{file_id}.json"
 
 
 class DeletionReceipt(msgspec.Struct, frozen=True, kw_only=True):

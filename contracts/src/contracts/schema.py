@@ -19,7 +19,8 @@ from contracts.receipts import DeletionReceipt
 from contracts.steps import FinishStepInput, FinishStepOutput, SplitStepInput, SplitStepOutput
 from contracts.stored import StoredEvent
 
-# name -> (version, type). A new version gets a new entry; old entries stay.
+# name -> (version, type). A new version gets a new entry; an old one stays while anything
+# still produces or reads it.
 RELEASED: dict[str, tuple[int, type]] = {
     "GroDeathRecord": (1, GroDeathRecord),
     "DeathNotification": (1, DeathNotification),

@@ -7,6 +7,7 @@ A local cloud adds its own step after the deploy (`after`), for what its emulato
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -47,6 +48,7 @@ def deploy(
     log: Callable[[str], None] = lambda _: None,
     after: Callable[[Clients, str, str], Iterable[str]] | None = None,
     poll_seconds: float = 5.0,
+    timeout_seconds: float = 3600.0,
 ) -> dict[str, str]:
     """Create or update one stack and wait for it; returns its outputs.
 
@@ -76,6 +78,11 @@ def deploy(
         exists = True
     except cfn.exceptions.ClientError:
         previous, exists = [], False
+    # only what the template being deployed still declares can be carried over
+    declared = {
+        p["ParameterKey"]
+        for p in cfn.get_template_summary(TemplateBody=args["TemplateBody"]).get("Parameters", [])
+    }
     waiter = "stack_update_complete" if exists else "stack_create_complete"
     changed = True
     try:
@@ -86,7 +93,9 @@ def deploy(
             args["Parameters"] += [
                 {"ParameterKey": p["ParameterKey"], "ParameterValue": p["ParameterValue"]}
                 for p in previous
-                if p["ParameterKey"] not in params and "ParameterValue" in p
+                if p["ParameterKey"] not in params
+                and p["ParameterKey"] in declared
+                and "ParameterValue" in p
             ]
             cfn.update_stack(**args)
         else:
@@ -98,7 +107,11 @@ def deploy(
     if changed:
         try:
             cfn.get_waiter(waiter).wait(
-                StackName=name, WaiterConfig={"Delay": poll_seconds, "MaxAttempts": 720}
+                StackName=name,
+                WaiterConfig={
+                    "Delay": poll_seconds,
+                    "MaxAttempts": max(1, math.ceil(timeout_seconds / poll_seconds)),
+                },
             )
         except WaiterError:
             described = cfn.describe_stacks(StackName=name)["Stacks"][0]

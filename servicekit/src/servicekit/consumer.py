@@ -1,4 +1,5 @@
-"""The SQS consumer policy, decided once for every consumer of the pipeline.
+"""The SQS consumer policy, decided once for every consumer of the pipeline's records
+(transformer, publisher, reaper; the splitter's `start` reads S3 notices and needs only `consume`).
 
 A message is decoded into its contract, handed to the service's domain, and then:
 
@@ -13,13 +14,15 @@ A message is decoded into its contract, handed to the service's domain, and then
 
 So every record ends with a reason, written by the consumer that gave up, and the queue's own
 redrive policy (which says nothing of why) stays as the safety net for a consumer that dies.
+A message whose work succeeded but whose ledger write failed on its last attempt is
+dead-lettered with that reason and nothing undone: a redrive repeats the (idempotent) work.
 Reasons name fields, statuses and error types, never values.
 """
 
 from __future__ import annotations
 
-import functools
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
@@ -87,7 +90,8 @@ class Log(Protocol):
 @dataclass(frozen=True)
 class Backoff:
     """Keep a message away longer each time it fails transiently: base, doubling, capped,
-    with full jitter so that a burst of failures does not come back as one burst."""
+    with "equal jitter" (a random point in the upper half of the step) so that a burst of
+    failures does not come back as one burst."""
 
     visibility: Visibility
     base_seconds: int = 5
@@ -124,15 +128,24 @@ class ConsumerPolicy(Generic[M]):
         try:
             message = self.decode(record.body)
         except (msgspec.DecodeError, ValueError, KeyError, TypeError) as err:
-            # not our contract: no retry can help (msgspec names the path, never the value)
-            detail = str(err) if isinstance(err, msgspec.DecodeError) else type(err).__name__
+            # not our contract: no retry can help. msgspec names the path, and quotes a value it
+            # does not accept (an enum, a tag): the quote goes, the path stays.
+            detail = (
+                without_values(str(err))
+                if isinstance(err, msgspec.DecodeError)
+                else type(err).__name__
+            )
             reason = f"the body is not {self.kind}: {detail}"
             self.dead_letters.send(record.body, reason=reason, attempts=attempts)
             self.log.error("undecodable message dead-lettered", extra={"reason": reason})
             return
         entry = self.entry(message)
+        handled = False
         try:
             status = self.handle(message)
+            handled = True
+            if status is not None and entry is not None and self.ledger is not None:
+                self.ledger.record_ended(entry.file, entry.ordinal, status, event_id=entry.event_id)
         except PermanentError as err:
             self._give_up(record, message, entry, err.reasons, err.status, attempts)
             return
@@ -144,10 +157,14 @@ class ConsumerPolicy(Generic[M]):
                 raise
             # the last allowed attempt: dead-letter it ourselves, with the reason
             reason = f"{_named(err)} after {attempts} attempts"
+            if handled:
+                # the work is done; only its accounting failed. Nothing to undo: a redrive
+                # finds the work done (idempotent) and writes the ledger again.
+                reason = f"handled, but the ledger write failed: {reason}"
+                self.dead_letters.send(record.body, reason=reason, attempts=attempts)
+                self.log.error("message dead-lettered", extra={**_ids(entry), "reasons": [reason]})
+                return
             self._give_up(record, message, entry, (reason,), RecordStatus.DEAD_LETTERED, attempts)
-            return
-        if status is not None and entry is not None and self.ledger is not None:
-            self.ledger.record_ended(entry.file, entry.ordinal, status, event_id=entry.event_id)
 
     def _give_up(
         self,
@@ -171,6 +188,16 @@ class ConsumerPolicy(Generic[M]):
         )
 
 
+def without_values(decode_error: str) -> str:
+    """A msgspec error with any value it quotes cut out: "Invalid enum value 'X' - at `$.sex`"
+    becomes "Invalid enum value - at `$.sex`". The path names fields of the contract."""
+    head, at, path = decode_error.rpartition(" - at `")
+    if not at:
+        head, path = decode_error, ""
+    head = re.split(r"['\"]", head, maxsplit=1)[0].rstrip()
+    return f"{head}{at}{path}"
+
+
 def _named(err: BaseException) -> str:
     """Our own transient errors say what happened (a status); anything else by its type only,
     since a foreign message could quote a value."""
@@ -186,17 +213,15 @@ def _ids(entry: LedgerEntry | None) -> dict[str, Any]:
     return out
 
 
-@functools.cache
-def _processor() -> BatchProcessor:
-    return BatchProcessor(event_type=EventType.SQS)
-
-
 def consume(
     event: dict[str, Any], context: Any, policy: Callable[[SQSRecord], None]
 ) -> PartialItemFailureResponse:
     """Apply the policy to every message of an SQS batch; report only the ones that failed."""
     return process_partial_response(
-        event=event, record_handler=policy, processor=_processor(), context=context
+        event=event,
+        record_handler=policy,
+        processor=BatchProcessor(event_type=EventType.SQS),
+        context=context,
     )
 
 

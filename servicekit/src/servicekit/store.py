@@ -17,8 +17,6 @@ from contracts.stored import StoredEvent
 
 KEY = "id"
 EXPIRES_AT = "expires_at"
-# BatchWriteItem's limit
-_BATCH = 25
 
 _event_decoder = msgspec.json.Decoder(DeathNotification)
 

@@ -72,7 +72,7 @@ def publish_app() -> PublishApp:
         ),
         ledger=Ledger(dynamodb, settings.ledger_table),
         dead_letters=DeadLetterQueue(sqs, settings.events_dlq_url, failed_by="publisher"),
-        # a busy platform: the message comes back after 5 s, doubling, up to 15 min
+        # a busy platform: the message comes back after about 5 s, doubling, up to 15 min (jittered)
         backoff=Backoff(SqsVisibility(sqs), base_seconds=5, cap_seconds=900),
     )
 

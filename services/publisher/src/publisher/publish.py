@@ -19,12 +19,12 @@ from typing import Protocol
 import msgspec
 
 from contracts.enrichment import EnrichRequest, EnrichResponse
-from contracts.events import DeathNotification, MinimalEvent
+from contracts.events import SOURCE_ID_PATTERN, DeathNotification, MinimalEvent
 from contracts.messages import EventToPublish, file_id
 from contracts.stored import StoredEvent
 
 # The platform's rule for a source id: anything else is not an id of ours.
-_SOURCE_ID = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,80}$")
+_SOURCE_ID = re.compile(SOURCE_ID_PATTERN)
 
 
 class EventStore(Protocol):

@@ -14,12 +14,13 @@ import msgspec
 from aws_lambda_powertools import Logger, Tracer
 
 from contracts.messages import FileRef
-from contracts.receipts import DeletionReceipt
+from contracts.receipts import DeletionReceipt, receipt_key
 from reaper.reap import Deletable, FileLedger, Sources
 from reaper.settings import ConsumedSettings, FinishSettings, SweepSettings
 from servicekit.consumer import DeadLetters
 from servicekit.deadletter import DeadLetterQueue
 from servicekit.ledger import Ledger
+from servicekit.objects import object_version
 from servicekit.store import Store
 
 logger = Logger(service="reaper")
@@ -57,20 +58,17 @@ class SweepApp:
 class S3Sources:
     """`Sources` over a boto3 S3 client; receipts go to the file's own bucket."""
 
-    def __init__(self, s3: Any, receipts_prefix: str) -> None:
+    def __init__(self, s3: Any) -> None:
         self._s3 = s3
-        self._prefix = receipts_prefix
 
     def delete_source(self, file: FileRef) -> None:
-        source = {"Bucket": file.bucket, "Key": file.key}
-        if file.version_id:
-            source["VersionId"] = file.version_id  # this version for good, not a marker
-        self._s3.delete_object(**source)
+        # with its version id: this version goes for good, not behind a delete marker
+        self._s3.delete_object(**object_version(file))
 
     def put_receipt(self, receipt: DeletionReceipt) -> None:
         self._s3.put_object(
             Bucket=receipt.bucket,
-            Key=f"{self._prefix}{receipt.file_id}.json",
+            Key=receipt_key(receipt.file_id),
             Body=msgspec.json.encode(receipt),
             ContentType="application/json",
         )
@@ -96,7 +94,7 @@ def finish_app() -> FinishApp:
     return FinishApp(
         settings=settings,
         ledger=Ledger(boto3.client("dynamodb"), settings.ledger_table),
-        sources=S3Sources(boto3.client("s3"), settings.receipts_prefix),
+        sources=S3Sources(boto3.client("s3")),
     )
 
 

@@ -33,10 +33,10 @@ def decode_notice(body: str) -> EventsConsumed:
     try:
         return _notice.decode(body)
     except msgspec.ValidationError:
-        envelope = SNSMessage(msgspec.json.decode(body))
-        if envelope.get_type != "Notification":
-            raise
-        return _notice.decode(envelope.message)
+        envelope = msgspec.json.decode(body)
+        if not (isinstance(envelope, dict) and envelope.get("Type") == "Notification"):
+            raise  # the notice's own error says what is wrong with it
+        return _notice.decode(SNSMessage(envelope).message)
 
 
 def _policy(the: ConsumedApp) -> ConsumerPolicy[EventsConsumed]:

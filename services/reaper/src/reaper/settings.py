@@ -17,10 +17,9 @@ class ConsumedSettings(EnvSettings, frozen=True, kw_only=True):
 
 
 class FinishSettings(EnvSettings, frozen=True, kw_only=True):
-    """`finish_file`: the ledger it sums, where receipts go, when a file has stalled."""
+    """`finish_file`: the ledger it sums, and when a file has stalled."""
 
     ledger_table: str
-    receipts_prefix: str = "receipts/"
     stall_seconds: int = 3600
 
 

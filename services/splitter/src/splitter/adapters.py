@@ -13,17 +13,11 @@ from botocore.exceptions import ClientError
 from contracts.messages import FileRef, RecordToTransform
 from contracts.steps import SplitStepInput
 from servicekit.ledger import Ledger, RecordStatus
+from servicekit.objects import object_version
 from splitter.sender import BatchSender
 
 QUARANTINE_PREFIX = "quarantine/"
 _MISSING = ("404", "NoSuchKey", "NotFound")
-
-
-def _version_args(file: FileRef) -> dict[str, str]:
-    kwargs = {"Bucket": file.bucket, "Key": file.key}
-    if file.version_id:
-        kwargs["VersionId"] = file.version_id
-    return kwargs
 
 
 class S3Files:
@@ -34,7 +28,7 @@ class S3Files:
 
     @contextlib.contextmanager
     def open(self, file: FileRef) -> Iterator[BinaryIO]:
-        body = self._s3.get_object(**_version_args(file))["Body"]
+        body = self._s3.get_object(**object_version(file))["Body"]
         try:
             yield body
         finally:
@@ -42,7 +36,7 @@ class S3Files:
 
     def exists(self, file: FileRef) -> bool:
         try:
-            self._s3.head_object(**_version_args(file))
+            self._s3.head_object(**object_version(file))
             return True
         except ClientError as err:
             if err.response.get("Error", {}).get("Code") in _MISSING:
@@ -51,7 +45,7 @@ class S3Files:
 
     def quarantine(self, file: FileRef, reason: str) -> None:
         """Move a refused file aside, with its reason, so the landing prefix holds only work."""
-        source = _version_args(file)
+        source = object_version(file)
         self._s3.copy_object(
             Bucket=file.bucket,
             Key=QUARANTINE_PREFIX + file.key,

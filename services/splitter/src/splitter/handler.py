@@ -19,7 +19,7 @@ from contracts.messages import FileRef, file_id
 from contracts.steps import SplitStepInput
 from servicekit.consumer import consume
 from splitter import app
-from splitter.app import logger, tracer
+from splitter.app import StartApp, logger, tracer
 from splitter.ingest import FileRefusedError, split_budget, split_step, start_ingest
 
 # Stop this long before the Lambda timeout: enough to flush in-flight batches and answer.
@@ -84,8 +84,7 @@ def _candidates(record: SQSRecord) -> list[FileRef]:
     ]
 
 
-def _start_one(record: SQSRecord) -> None:
-    the = app.start_app()
+def _start_one(the: StartApp, record: SQSRecord) -> None:
     started = start_ingest(
         _candidates(record),
         files=the.files,
@@ -105,4 +104,5 @@ def _start_one(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler(capture_response=False)
 def start(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     """A file landed: start one ingest-file execution, named for the object version."""
-    return consume(event, context, _start_one)
+    the = app.start_app()  # settings fail here, before any record of the batch
+    return consume(event, context, lambda record: _start_one(the, record))
