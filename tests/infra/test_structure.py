@@ -157,3 +157,13 @@ def test_no_domain_module_imports_an_aws_sdk_or_powertools() -> None:
             path = PACKAGES[service] / f"{module}.py"
             roots = {m.split(".")[0] for m in _imports(path)}
             assert roots & {"boto3", "botocore", "aws_lambda_powertools", "urllib3"} == set(), path
+
+
+def test_each_service_says_the_version_its_package_declares() -> None:
+    import importlib
+    import tomllib
+
+    for service in SERVICES:
+        declared = tomllib.loads((ROOT / "services" / service / "pyproject.toml").read_text())
+        module = importlib.import_module(service)
+        assert module.__version__ == declared["project"]["version"], service

@@ -28,8 +28,11 @@ class Recorder:
         self._ledger_fails = ledger_fails
 
     # DeadLetters
-    def send(self, body: str, *, reason: str, attempts: int) -> None:
+    def send(
+        self, body: str, *, reason: str, attempts: int, first_received_at: int | None = None
+    ) -> None:
         self.dead.append((body, reason, attempts))
+        self.first_received = first_received_at
 
     # RecordLedger
     def record_ended(
@@ -73,7 +76,10 @@ def sqs_record(body: str, attempts: int = 1) -> SQSRecord:
             "messageId": "m-1",
             "receiptHandle": "r-1",
             "body": body,
-            "attributes": {"ApproximateReceiveCount": str(attempts)},
+            "attributes": {
+                "ApproximateReceiveCount": str(attempts),
+                "ApproximateFirstReceiveTimestamp": "1646179200123",
+            },
             "messageAttributes": {},
             "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
         }
@@ -96,6 +102,7 @@ def test_a_permanent_error_dead_letters_at_once_with_its_reasons_and_its_status(
     assert recorder.dead == [('{"ordinal": 3}', "DeceasedGender is not one of 1, 2, 9", 1)]
     assert recorder.ended == [(3, RecordStatus.REJECTED, ("DeceasedGender is not one of 1, 2, 9",))]
     assert recorder.forgotten == [3]
+    assert recorder.first_received == 1646179200123  # when it first failed, for the operator
 
 
 def test_a_transient_error_goes_back_to_the_queue_until_the_last_attempt() -> None:

@@ -43,7 +43,7 @@ def test_back_off_jitter_stays_between_half_and_all_of_the_step() -> None:
 
 def test_a_dead_letter_carries_why_by_whom_and_after_how_many_attempts() -> None:
     sqs = _Sqs()
-    DeadLetterQueue(sqs, "dlq-url", failed_by="publisher").send(
+    DeadLetterQueue(sqs, "dlq-url", failed_by="publisher", version="1.2.3").send(
         "body", reason="x" * (MAX_REASON_CHARS + 50), attempts=0
     )
     (sent,) = sqs.sent
@@ -51,11 +51,14 @@ def test_a_dead_letter_carries_why_by_whom_and_after_how_many_attempts() -> None
     attributes = DeadLetterAttributes.from_sqs(sent["MessageAttributes"])
     assert len(attributes.reason) == MAX_REASON_CHARS  # cut to the contract's bound
     assert (attributes.failed_by, attributes.attempts) == ("publisher", 1)
+    assert attributes.failed_by_version == "1.2.3"
 
 
 def test_an_empty_reason_is_sent_as_unknown_rather_than_refused() -> None:
     sqs = _Sqs()
-    DeadLetterQueue(sqs, "dlq-url", failed_by="reaper").send("body", reason="", attempts=2)
+    DeadLetterQueue(sqs, "dlq-url", failed_by="reaper", version="1.2.3").send(
+        "body", reason="", attempts=2
+    )
     assert DeadLetterAttributes.from_sqs(sqs.sent[0]["MessageAttributes"]).reason == "unknown"
 
 

@@ -70,7 +70,9 @@ class RecordLedger(Protocol):
 class DeadLetters(Protocol):
     """A consumer's dead-letter queue."""
 
-    def send(self, body: str, *, reason: str, attempts: int) -> None: ...
+    def send(
+        self, body: str, *, reason: str, attempts: int, first_received_at: int | None = None
+    ) -> None: ...
 
 
 class Visibility(Protocol):
@@ -136,7 +138,12 @@ class ConsumerPolicy(Generic[M]):
                 else type(err).__name__
             )
             reason = f"the body is not {self.kind}: {detail}"
-            self.dead_letters.send(record.body, reason=reason, attempts=attempts)
+            self.dead_letters.send(
+                record.body,
+                reason=reason,
+                attempts=attempts,
+                first_received_at=_first_received(record),
+            )
             self.log.error("undecodable message dead-lettered", extra={"reason": reason})
             return
         entry = self.entry(message)
@@ -161,7 +168,12 @@ class ConsumerPolicy(Generic[M]):
                 # the work is done; only its accounting failed. Nothing to undo: a redrive
                 # finds the work done (idempotent) and writes the ledger again.
                 reason = f"handled, but the ledger write failed: {reason}"
-                self.dead_letters.send(record.body, reason=reason, attempts=attempts)
+                self.dead_letters.send(
+                    record.body,
+                    reason=reason,
+                    attempts=attempts,
+                    first_received_at=_first_received(record),
+                )
                 self.log.error("message dead-lettered", extra={**_ids(entry), "reasons": [reason]})
                 return
             self._give_up(record, message, entry, (reason,), RecordStatus.DEAD_LETTERED, attempts)
@@ -175,7 +187,12 @@ class ConsumerPolicy(Generic[M]):
         status: RecordStatus,
         attempts: int,
     ) -> None:
-        self.dead_letters.send(record.body, reason="; ".join(reasons), attempts=attempts)
+        self.dead_letters.send(
+            record.body,
+            reason="; ".join(reasons),
+            attempts=attempts,
+            first_received_at=_first_received(record),
+        )
         self.on_give_up(message)
         if entry is not None and self.ledger is not None:
             self.ledger.record_ended(
@@ -186,6 +203,11 @@ class ConsumerPolicy(Generic[M]):
             f"message {status.value.replace('_', '-')}",
             extra={**_ids(entry), "reasons": list(reasons)},
         )
+
+
+def _first_received(record: SQSRecord) -> int | None:
+    raw = record.attributes.approximate_first_receive_timestamp
+    return int(raw) if raw and str(raw).isdigit() else None
 
 
 def without_values(decode_error: str) -> str:

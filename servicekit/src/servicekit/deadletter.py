@@ -23,17 +23,23 @@ class SqsClient(Protocol):
 class DeadLetterQueue:
     """One consumer's dead-letter queue."""
 
-    def __init__(self, sqs: SqsClient, url: str, *, failed_by: str) -> None:
+    def __init__(self, sqs: SqsClient, url: str, *, failed_by: str, version: str) -> None:
         self._sqs = sqs
         self._url = url
         self._failed_by = failed_by
+        self._version = version
 
-    def send(self, body: str, *, reason: str, attempts: int) -> None:
-        """Put `body` on the dead-letter queue with why, by whom and after how many attempts."""
+    def send(
+        self, body: str, *, reason: str, attempts: int, first_received_at: int | None = None
+    ) -> None:
+        """Put `body` on the dead-letter queue with why, by whom (and which version), after how
+        many attempts, and when it was first received."""
         attributes = DeadLetterAttributes(
             reason=reason[:MAX_REASON_CHARS] or "unknown",
             failed_by=self._failed_by,
             attempts=max(1, attempts),
+            failed_by_version=self._version,
+            first_received_at=first_received_at,
         )
         self._sqs.send_message(
             QueueUrl=self._url, MessageBody=body, MessageAttributes=attributes.to_sqs()

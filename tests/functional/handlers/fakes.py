@@ -95,9 +95,13 @@ class FakeDeadLetters:
     """A consumer's dead-letter queue."""
 
     sent: list[DeadLetter] = field(default_factory=list)
+    first_received: list[int | None] = field(default_factory=list)
 
-    def send(self, body: str, *, reason: str, attempts: int) -> None:
+    def send(
+        self, body: str, *, reason: str, attempts: int, first_received_at: int | None = None
+    ) -> None:
         self.sent.append(DeadLetter(body, reason, attempts))
+        self.first_received.append(first_received_at)
 
 
 @dataclass

@@ -13,6 +13,7 @@ import msgspec
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities import parameters
 
+from publisher import __version__
 from publisher.platform import ClientCredentials, PlatformClient
 from publisher.publish import EventStore, Platform
 from publisher.settings import EnrichSettings, PublishSettings
@@ -71,7 +72,9 @@ def publish_app() -> PublishApp:
             timeout_seconds=settings.http_timeout_seconds,
         ),
         ledger=Ledger(dynamodb, settings.ledger_table),
-        dead_letters=DeadLetterQueue(sqs, settings.events_dlq_url, failed_by="publisher"),
+        dead_letters=DeadLetterQueue(
+            sqs, settings.events_dlq_url, failed_by="publisher", version=__version__
+        ),
         # a busy platform: the message comes back after about 5 s, doubling, up to 15 min (jittered)
         backoff=Backoff(SqsVisibility(sqs), base_seconds=5, cap_seconds=900),
     )
