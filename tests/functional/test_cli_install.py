@@ -23,7 +23,7 @@ from ingest_cli.sample import write_sample
 ROOT = Path(__file__).resolve().parents[2]
 # What the file commands must not load: the `cloud` extra and what it brings.
 HEAVY = ("boto3", "botocore", "moto", "yaml", "cfnlint", "localcloud", "deploytools", "servicekit")
-CLOUD_COMMANDS = ("up", "run", "status", "deploy")
+CLOUD_COMMANDS = ("up", "run", "status", "deploy", "dlq list")
 EXTRA_MESSAGE = "the cloud commands need the `cloud` extra: pip install 'gro-ingest-cli[cloud]'"
 
 # Runs `ingest_cli.main.main(argv)` in a fresh interpreter, then names the heavy modules loaded.
@@ -73,6 +73,7 @@ def test_the_deploy_choices_are_the_deploy_tools_stacks() -> None:
         pytest.param(["validate", "--json", "{file}"], id="validate-json"),
         pytest.param(["transform", "{file}"], id="transform"),
         pytest.param(["deploy", "--help"], id="deploy-help"),
+        pytest.param(["dlq", "redrive", "--help"], id="dlq-help"),
     ],
 )
 def test_the_file_commands_load_nothing_of_the_cloud(sample_file: Path, argv: list[str]) -> None:
@@ -95,7 +96,7 @@ def test_a_cloud_command_without_the_extra_says_what_to_install(
 ) -> None:
     args = {"run": [str(sample_file)], "deploy": ["foundation"]}.get(command, [])
     out = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_CLOUD, ",".join(HEAVY), command, *args],
+        [sys.executable, "-c", _WITHOUT_CLOUD, ",".join(HEAVY), *command.split(), *args],
         capture_output=True,
         text=True,
         env=_clean_env(),

@@ -10,6 +10,7 @@ from contracts.events import MinimalEvent
 from localcloud.platform import PlatformSimulator
 from publisher.platform import (
     ClientCredentials,
+    CredentialsRefusedError,
     PermanentPlatformError,
     PlatformClient,
     TransientPlatformError,
@@ -33,7 +34,9 @@ def platform() -> Iterator[PlatformSimulator]:
 
 
 def client_for(sim: PlatformSimulator, creds: ClientCredentials = CREDS) -> PlatformClient:
-    return PlatformClient(platform_url=sim.url, token_url=sim.token_url, credentials=lambda: creds)
+    return PlatformClient(
+        platform_url=sim.url, token_url=sim.token_url, credentials=lambda _refresh: creds
+    )
 
 
 def event(n: int) -> MinimalEvent:
@@ -84,19 +87,43 @@ def test_a_busy_platform_is_a_transient_error_and_nothing_is_lost(
     assert platform.stats().created == 1
 
 
-def test_wrong_credentials_are_a_permanent_error_that_names_the_status(
+def test_refused_credentials_are_transient_visible_and_the_secret_is_read_again(
     platform: PlatformSimulator,
 ) -> None:
-    client = client_for(platform, ClientCredentials(client_id="pipeline", client_secret="wrong"))
-    with pytest.raises(PermanentPlatformError, match="401"):
+    # given a secret that is wrong until someone fixes it (a deploy before it was set)
+    secret = {"value": ClientCredentials(client_id="pipeline", client_secret="wrong")}
+    reads: list[bool] = []
+    refused: list[int] = []
+
+    def credentials(refresh: bool) -> ClientCredentials:
+        reads.append(refresh)
+        return secret["value"]
+
+    client = PlatformClient(
+        platform_url=platform.url,
+        token_url=platform.token_url,
+        credentials=credentials,
+        on_credentials_refused=refused.append,
+    )
+
+    # when the platform refuses them, it is the credentials' problem, not the event's
+    with pytest.raises(CredentialsRefusedError, match="401"):
         client.publish(event(1))
+    assert isinstance(CredentialsRefusedError("x"), TransientPlatformError)
+    assert not isinstance(CredentialsRefusedError("x"), PermanentPlatformError)
+    assert refused == [401]
+
+    # then once the secret is fixed, the next try reads it again (not the cached one) and works
+    secret["value"] = CREDS
+    assert client.publish(event(1)) == 201
+    assert reads == [False, True]
 
 
 def test_an_unreachable_platform_is_transient() -> None:
     client = PlatformClient(
         platform_url="http://127.0.0.1:9",
         token_url="http://127.0.0.1:9/oauth2/token",
-        credentials=lambda: CREDS,
+        credentials=lambda _refresh: CREDS,
         timeout_seconds=1,
     )
     with pytest.raises(TransientPlatformError, match="unreachable"):

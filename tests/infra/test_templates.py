@@ -66,7 +66,7 @@ def test_every_event_source_mapping_reports_batch_item_failures() -> None:
 
 def test_every_function_traces_and_logs_to_a_group_with_retention() -> None:
     functions = resources("AWS::Lambda::Function")
-    assert len(functions) == 8
+    assert len(functions) == 9
     for stack, logical, props in functions:
         assert props["TracingConfig"] == {"Mode": "Active"}, logical
         groups = {p["LogGroupName"]: p for _, _, p in resources("AWS::Logs::LogGroup")}
@@ -143,7 +143,7 @@ def test_the_state_machine_invokes_only_functions_that_exist_and_its_role_allows
         if s.get("Resource") == "arn:aws:states:::lambda:invoke"
     }
     names = {p["FunctionName"] for _, _, p in resources("AWS::Lambda::Function")}
-    assert invoked == {"gro-splitter-split", "gro-reaper-finish-file"}
+    assert invoked == {"gro-splitter-split", "gro-splitter-quarantine", "gro-reaper-finish-file"}
     assert invoked <= names
     role = T["foundation"]["Resources"]["StateMachineRole"]["Properties"]
     allowed = json.dumps(_statements(role))

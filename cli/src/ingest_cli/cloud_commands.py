@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,8 +25,9 @@ import msgspec
 from deploytools import deploy as aws_deployer
 from ingest_cli.follow import follow, format_summary, upload
 from localcloud import deploy as local_deployer
-from localcloud.cloud import STATE_FILE, ExternalPlatform, LocalCloud
-from servicekit.ledger import Ledger
+from localcloud import faults
+from localcloud.cloud import STATE_FILE, ExternalPlatform, LocalCloud, write_state
+from servicekit.ledger import Ledger, RecordEnding
 
 
 def _say(line: str) -> None:
@@ -37,14 +40,44 @@ def _http_json(url: str, timeout: float = 2.0) -> Any:
         return json.loads(answer.read())
 
 
-def running_cloud() -> dict[str, Any] | None:
-    """The state of an `ingest up` still answering on 127.0.0.1, if there is one."""
+STARTING_WAIT_SECONDS = 600
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
     try:
-        state: dict[str, Any] = json.loads(STATE_FILE.read_text())
-        _clients_for(state["endpoint"])("sts").get_caller_identity()
-        return state
-    except Exception:  # no file, a stale file, nothing answering: no cloud
-        return None
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_cloud(wait: bool = True) -> dict[str, Any] | None:
+    """The state of an `ingest up` answering on 127.0.0.1, if there is one; one still starting
+    (deploying its stacks) is waited for, so `ingest up &` can be followed by any command."""
+    deadline = time.monotonic() + STARTING_WAIT_SECONDS
+    said = False
+    while True:
+        try:
+            state: dict[str, Any] = json.loads(STATE_FILE.read_text())
+        except (OSError, ValueError):  # no file, or one being written
+            return None
+        if state.get("starting") and wait and _alive(state.get("pid")):
+            if not said:
+                _say("waiting for the local cloud that `ingest up` is starting")
+                said = True
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(1.0)
+            continue
+        try:
+            _clients_for(state["endpoint"])("sts").get_caller_identity()
+            return state
+        except Exception:  # a stale file, nothing answering: no cloud
+            return None
 
 
 def _clients_for(endpoint: str) -> Callable[[str], Any]:
@@ -83,7 +116,7 @@ def _log_file(path: str | None) -> Iterator[IO[str] | None]:
 
 def up(args: argparse.Namespace) -> int:
     """Run the local cloud in the foreground until Ctrl-C."""
-    if running_cloud() is not None:
+    if running_cloud(wait=False) is not None:
         _say(f"ingest up: a local cloud is already running ({STATE_FILE})")
         return 1
     stop = threading.Event()
@@ -91,8 +124,16 @@ def up(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with _log_file(args.logs) as logs:
-        cloud = LocalCloud(consumers=args.consumers, port=args.port, log_file=logs, say=_say)
+        cloud = LocalCloud(
+            consumers=args.consumers,
+            port=args.port,
+            log_file=logs,
+            say=_say,
+            faults=faults.parse(args.fault),
+        )
         try:
+            # other commands wait for it rather than start a cloud of their own
+            write_state({"starting": True, "pid": os.getpid()})
             cloud.start()
             cloud.write_state_file()
             print(cloud.endpoint, flush=True)
@@ -123,11 +164,14 @@ def run(args: argparse.Namespace) -> int:
         _say(f"ingest run: {path}: no such file")
         return 1
     external = _external(args)
+    injected = faults.parse(args.fault)  # refuse a bad spec before anything starts
     started = time.monotonic()
     state = running_cloud() if external is None else None
     with _log_file(args.logs) as logs:
         if state is not None:
             _say(f"using the local cloud at {state['endpoint']} (ingest up)")
+            if args.fault:
+                _put_faults(state, args.fault)
             clients = _clients_for(state["endpoint"])
             platform_url = state.get("platform_url")
 
@@ -145,7 +189,11 @@ def run(args: argparse.Namespace) -> int:
             )
         else:
             with LocalCloud(
-                consumers=args.consumers, log_file=logs, external=external, say=_say
+                consumers=args.consumers,
+                log_file=logs,
+                external=external,
+                say=_say,
+                faults=injected if args.fault else None,
             ) as cloud:
                 platform = cloud.platform
                 summary = follow(
@@ -165,6 +213,50 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_summary(summary))
     return 0 if summary.ok else 1
+
+
+def _control(state: dict[str, Any], method: str, body: dict[str, Any] | None = None) -> Any:
+    url = state.get("control_url")
+    if not url:
+        raise ValueError("this local cloud has no control endpoint (restart `ingest up`)")
+    request = urllib.request.Request(  # noqa: S310 - the loopback URL the cloud wrote itself
+        f"{url}/faults",
+        data=json.dumps(body).encode() if body is not None else None,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
+    try:
+        with opener.open(request, timeout=5) as answer:
+            return json.loads(answer.read())
+    except urllib.error.HTTPError as err:
+        raise ValueError(json.loads(err.read() or b"{}").get("error", str(err))) from None
+
+
+def _put_faults(state: dict[str, Any], specs: list[str]) -> list[str]:
+    in_force: list[str] = _control(state, "PUT", {"faults": specs})["faults"]
+    _say(f"faults in force: {' '.join(in_force) or 'none'}")
+    return in_force
+
+
+def fault(args: argparse.Namespace) -> int:
+    """Set, list or clear the faults of the running local cloud."""
+    state = running_cloud()
+    if state is None:
+        _say("ingest fault: no local cloud is running (start one with `ingest up`)")
+        return 1
+    if args.spec == ["clear"]:
+        in_force: list[str] = _control(state, "DELETE")["faults"]
+    elif args.spec:
+        faults.parse(args.spec)  # a bad spec is refused here, with its reason
+        in_force = _control(state, "PUT", {"faults": args.spec})["faults"]
+    else:
+        in_force = _control(state, "GET")["faults"]
+    if args.json:
+        print(json.dumps({"faults": in_force}))
+    else:
+        print("\n".join(in_force) if in_force else "no faults in force")
+    return 0
 
 
 class _Stats(msgspec.Struct):
@@ -195,18 +287,20 @@ def status(args: argparse.Namespace) -> int:
         if args.file and Path(args.file).name != Path(key).name and args.file != key:
             continue
         progress = ledger.progress(execution["name"])
-        rows.append(
-            {
-                "file": key,
-                "status": execution["status"],
-                "emitted": progress.emitted,
-                "published": progress.published,
-                "rejected": progress.rejected,
-                "dead_lettered": progress.dead_lettered,
-                "terminal": progress.terminal,
-                "reason": progress.reason,
-            }
-        )
+        row: dict[str, Any] = {
+            "file": key,
+            "file_id": execution["name"],
+            "status": execution["status"],
+            "emitted": progress.emitted,
+            "published": progress.published,
+            "rejected": progress.rejected,
+            "dead_lettered": progress.dead_lettered,
+            "terminal": progress.terminal,
+            "reason": progress.reason,
+        }
+        if args.file:  # the detail an operator asks for about one file
+            row.update(_endings(ledger.record_endings(execution["name"])))
+        rows.append(row)
     if args.json:
         print(json.dumps(rows))
     elif not rows:
@@ -217,7 +311,33 @@ def status(args: argparse.Namespace) -> int:
             f"{row['published']}, rejected {row['rejected']}, dead-lettered "
             f"{row['dead_lettered']}" + (f"; {row['reason']}" if row["reason"] else "")
         )
+        for status_name, reasons in row.get("reasons", {}).items():
+            print(f"  {status_name.replace('_', '-')} now, by reason:")
+            for reason, count in reasons.items():
+                print(f"    {count:>6}  {reason}")
+        for move, count in row.get("moved", {}).items():
+            print(f"  redriven: {count} moved {move.replace('_', '-')}")
     return 0 if rows or not args.file else 1
+
+
+def _endings(endings: list[RecordEnding]) -> dict[str, Any]:
+    """Records still rejected or dead-lettered, grouped by reason; and what moved (redrives)."""
+    reasons: dict[str, dict[str, int]] = {}
+    moved: dict[str, int] = {}
+    for ending in endings:
+        if ending.moved_from:
+            move = f"{ending.moved_from} -> {ending.status}"
+            moved[move] = moved.get(move, 0) + 1
+        if ending.status == "published":
+            continue
+        by_reason = reasons.setdefault(ending.status, {})
+        reason = "; ".join(ending.reasons) or "no reason recorded"
+        by_reason[reason] = by_reason.get(reason, 0) + 1
+    ordered = {
+        status: dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        for status, counts in sorted(reasons.items())
+    }
+    return {"reasons": ordered, "moved": moved}
 
 
 def deploy(args: argparse.Namespace) -> int:

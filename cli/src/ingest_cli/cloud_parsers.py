@@ -1,4 +1,5 @@
-"""The cloud commands' arguments (`up`, `run`, `status`, `deploy`), and shims that load them.
+"""The cloud commands' arguments (`up`, `run`, `status`, `deploy`, `dlq`), and shims that load
+them.
 
 The file commands (validate, transform, sample) must start without boto3, moto, the local cloud
 or the deploy tools, which come with the `cloud` extra. So this module imports nothing beyond
@@ -27,12 +28,12 @@ CLOUD_MODULES = frozenset(
 Command = Callable[[argparse.Namespace], int]
 
 
-def _lazy(command: str, function: str) -> Command:
-    """A `run` for `ingest COMMAND` that imports `cloud_commands.FUNCTION` when it is called."""
+def _lazy(command: str, function: str, module_name: str = "ingest_cli.cloud_commands") -> Command:
+    """A `run` for `ingest COMMAND` that imports `MODULE_NAME.FUNCTION` when it is called."""
 
     def run(args: argparse.Namespace) -> int:
         try:
-            module = importlib.import_module("ingest_cli.cloud_commands")
+            module = importlib.import_module(module_name)
         except ImportError as err:
             missing = err.name.partition(".")[0] if err.name else ""
             if isinstance(err, ModuleNotFoundError) and missing in CLOUD_MODULES:
@@ -60,6 +61,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--consumers", type=int, default=2, help="platform simulator consumers")
     p.add_argument("--port", type=int, default=0, help="moto's port (default: a free one)")
     p.add_argument("--logs", help="write every function's log lines (JSON lines) here")
+    _fault_option(p)
     p.set_defaults(run=_lazy("up", "up"))
 
     p = sub.add_parser("run", help="ingest a file end to end and print a summary per stage")
@@ -72,6 +74,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--token-url")
     p.add_argument("--client-id")
     p.add_argument("--client-secret")
+    _fault_option(p)
     p.set_defaults(run=_lazy("run", "run"))
 
     p = sub.add_parser("status", help="where a file (or every file) is in the pipeline")
@@ -85,3 +88,84 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--endpoint-url", help="a local cloud (default: AWS, with your credentials)")
     p.add_argument("--parameter", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(run=_lazy("deploy", "deploy"))
+
+    p = sub.add_parser(
+        "fault",
+        help="break the running local cloud on purpose (or `fault clear`); no spec: list",
+        description=FAULT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("spec", nargs="*", help="fault specs, or `clear`")
+    p.add_argument("--json", action="store_true", help="print the faults in force as JSON")
+    p.set_defaults(run=_lazy("fault", "fault"))
+
+    _add_dlq_parsers(sub)
+
+
+def _add_dlq_parsers(sub: Any) -> None:
+    """`ingest dlq list | show | redrive` (code in `ingest_cli.dlq`, loaded when one runs)."""
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument(
+        "--endpoint-url",
+        help="a local cloud (default: the running `ingest up`, else AWS with your credentials)",
+    )
+    where.add_argument("--json", action="store_true", help="print one JSON document")
+    dlq = sub.add_parser("dlq", help="inspect and redrive the pipeline's dead-letter queues")
+    commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str) -> Any:
+        return commands.add_parser(name, parents=[where], help=text, description=text)
+
+    p = command(
+        "list",
+        "every DLQ: depth, age of the oldest message (sampled: up to 100 are peeked and "
+        "released at once), the queue it redrives to",
+    )
+    p.set_defaults(run=_lazy("dlq list", "list_dlqs", "ingest_cli.dlq"))
+    p = command(
+        "show",
+        "each message's ids, who gave up on it and why, never the record (peeked and released "
+        "at once: a sample); then the reasons with counts",
+    )
+    p.add_argument("queue", help="e.g. events-to-publish (see `ingest dlq list`)")
+    p.add_argument("--limit", type=int, default=50, help="messages to peek (default 50)")
+    p.set_defaults(run=_lazy("dlq show", "show", "ingest_cli.dlq"))
+    p = command(
+        "redrive",
+        "move every message back to the queue it was dead-lettered from, with an SQS "
+        "message-move task, following it to the end (Ctrl-C cancels it)",
+    )
+    p.add_argument("queue", help="e.g. events-to-publish (see `ingest dlq list`)")
+    p.add_argument(
+        "--max-per-second", type=int, metavar="R", help="move at most R messages a second (1-500)"
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="then wait until the queue has handled them (each one published, or back in the DLQ)",
+    )
+    p.set_defaults(run=_lazy("dlq redrive", "redrive", "ingest_cli.dlq"))
+
+
+FAULT_HELP = """\
+Faults act on a running local cloud (`ingest up`), and on the one `ingest up/run --fault`
+starts. A spec of a kind replaces the one in force; `ingest fault clear` removes them all.
+
+  platform=down                every POST /events answers 503 (platform=up: behaves again)
+  platform=flaky:P             a share P of POSTs answer 500 or 429, at random
+  platform=accept-then-fail:P  a share P of new events are stored, then answered 504
+  crash=SERVICE:P              a share P of SERVICE's batches: first half handled, then a crash
+  kill=splitter:N[:always]     the next (every) split step dies after N records, like a timeout
+  duplicate=s3-events          every "Object Created" notice is delivered twice
+  duplicate=consumed           every consumed notice is published twice
+"""
+
+
+def _fault_option(parser: Any) -> None:
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="inject a fault (see `ingest fault --help`); repeatable",
+    )

@@ -233,5 +233,10 @@ def format_summary(summary: Summary) -> str:
     out.append(f"{'messages left':<{width}}  {busy or 'none'}")
     if summary.reason:
         out.append(f"{'reason':<{width}}  {summary.reason}")
+    if summary.dead_lettered:
+        out.append(
+            f"{summary.dead_lettered} records were dead-lettered: `ingest status FILE` groups "
+            "them by reason; `ingest dlq list`, fix, `ingest dlq redrive QUEUE`"
+        )
     out.append("OK: every record reached a terminal state" if summary.ok else "NOT OK: see above")
     return "\n".join(out)

@@ -16,7 +16,13 @@ from contracts.events import DeathNotification, MinimalEvent
 from contracts.gro import GroDeathRecord
 from contracts.messages import EventsConsumed, EventToPublish, RecordToTransform
 from contracts.receipts import DeletionReceipt
-from contracts.steps import FinishStepInput, FinishStepOutput, SplitStepInput, SplitStepOutput
+from contracts.steps import (
+    FinishStepInput,
+    FinishStepOutput,
+    QuarantineStepInput,
+    SplitStepInput,
+    SplitStepOutput,
+)
 from contracts.stored import StoredEvent
 
 # name -> (version, type). A new version gets a new entry; an old one stays while anything
@@ -33,6 +39,7 @@ RELEASED: dict[str, tuple[int, type]] = {
     "SplitStepOutput": (1, SplitStepOutput),
     "FinishStepInput": (1, FinishStepInput),
     "FinishStepOutput": (1, FinishStepOutput),
+    "QuarantineStepInput": (1, QuarantineStepInput),
     "EnrichRequest": (1, EnrichRequest),
     "EnrichResponse": (1, EnrichResponse),
     "DeletionReceipt": (1, DeletionReceipt),

@@ -6,6 +6,7 @@ the splitter (the Split step) and the reaper (the CheckRecords step):
 
     execution input = SplitStepInput
     Split:        SplitStepInput  -> SplitStepOutput   (again from its own output until `done`)
+    QuarantineFile: QuarantineStepInput                (when Split fails for good)
     CheckRecords: FinishStepInput -> FinishStepOutput  (first from SplitStepOutput, then from
                                                         its own output until `finished`)
 
@@ -75,3 +76,17 @@ class FinishStepOutput(msgspec.Struct, frozen=True, kw_only=True):
     progress_at: float
     finished: bool
     counts: FileCounts
+
+
+class StepError(msgspec.Struct, frozen=True, kw_only=True):
+    """What Step Functions puts at a Catch's ResultPath: the error's name and its cause."""
+
+    error: str = msgspec.field(name="Error")
+    cause: str | None = msgspec.field(default=None, name="Cause")
+
+
+class QuarantineStepInput(msgspec.Struct, frozen=True, kw_only=True):
+    """The QuarantineFile step's input: the file whose split failed for good, and why."""
+
+    file: FileRef
+    error: StepError

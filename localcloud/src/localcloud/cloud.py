@@ -15,6 +15,8 @@ from typing import IO, Any
 
 from deploytools import bundle
 from localcloud import deploy
+from localcloud.control import ControlServer
+from localcloud.faults import Faults, FaultSpecError, FaultSwitch
 from localcloud.moto_server import MotoServer
 from localcloud.platform import PlatformSimulator
 from localcloud.pollers import EventSourcePollers
@@ -36,6 +38,14 @@ class ExternalPlatform:
     client_secret: str
 
 
+def write_state(state: dict[str, Any]) -> None:
+    """Write the state file whole (a reader never sees half of it)."""
+    STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    partial = STATE_FILE.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(json.dumps(state))
+    partial.replace(STATE_FILE)
+
+
 class LocalCloud:
     """Start, deploy and run the whole pipeline on 127.0.0.1."""
 
@@ -47,6 +57,7 @@ class LocalCloud:
         log_file: IO[str] | None = None,
         external: ExternalPlatform | None = None,
         say: Callable[[str], None] = lambda _: None,
+        faults: Faults | None = None,
     ) -> None:
         self._consumers = consumers
         self._port = port
@@ -60,6 +71,10 @@ class LocalCloud:
         self.outputs: dict[str, str] = {}
         self._sync_stop = threading.Event()
         self._sync_thread: threading.Thread | None = None
+        if external is not None and faults is not None and faults.platform != "up":
+            raise FaultSpecError("platform faults need the platform simulator")
+        self.faults = FaultSwitch(faults)
+        self.control: ControlServer | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -70,6 +85,7 @@ class LocalCloud:
             runtime_path=[bundle.runtime_libraries()],
             log_sink=self._log_line,
             max_containers=2,
+            faults=self.faults,
         )
         self.moto.start()
         self.say(f"local cloud on {self.moto.endpoint}")
@@ -81,6 +97,7 @@ class LocalCloud:
                 consumers=self._consumers,
                 enrich=self._enrich,
                 publish_consumed=self._publish_consumed,
+                faults=self.faults,
             )
             self.platform.start()
             creds = ExternalPlatform(self.platform.url, self.platform.token_url, CLIENT_ID, secret)
@@ -109,15 +126,22 @@ class LocalCloud:
             lambda_client=self.client("lambda"),
             runtime=self.moto.runtime,
             spec_for=self.moto.spec_for,
+            faults=self.faults,
         )
         self.pollers.sync()
         # a service redeployed from another terminal gets its mappings polled again
         self._sync_thread = threading.Thread(target=self._keep_synced, daemon=True)
         self._sync_thread.start()
+        self.control = ControlServer(self.faults, platform_simulated=self.platform is not None)
+        self.control.start()
+        if self.faults.get().specs():
+            self.say(f"faults in force: {' '.join(self.faults.get().specs())}")
 
     def stop(self) -> None:
         """Stop everything, in the reverse order."""
         self._sync_stop.set()
+        if self.control is not None:
+            self.control.stop()
         if self._sync_thread is not None:
             self._sync_thread.join(timeout=5)
         if self.pollers is not None:
@@ -147,11 +171,12 @@ class LocalCloud:
 
     def write_state_file(self) -> None:
         """Tell other `ingest` commands where this cloud is."""
-        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
-        state = {"endpoint": self.endpoint, "pid": os.getpid()}
+        state: dict[str, Any] = {"endpoint": self.endpoint, "pid": os.getpid()}
         if self.platform is not None:
             state["platform_url"] = self.platform.url
-        STATE_FILE.write_text(json.dumps(state))
+        if self.control is not None:
+            state["control_url"] = self.control.url
+        write_state(state)
 
     # -- wiring -----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import importlib
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -77,6 +78,41 @@ def _load_handler() -> tuple[Callable[[Any, LambdaContext], Any] | None, dict[st
     return handler, {"ok": True, "ready": True}
 
 
+# Fault kill=splitter:N (localcloud.faults): the step dies once it has sent N records. Counted
+# where every SDK call passes (botocore's BaseClient._make_api_call), so no service code knows.
+_KILL: dict[str, Any] = {"after": None, "sent": 0, "out": None}
+_KILL_LOCK = threading.Lock()
+
+
+def _die() -> None:
+    _end_of_logs()
+    _send(_KILL["out"], json.dumps({"ok": False, "killed": True}))
+    os._exit(137)
+
+
+def _arm_kill(after: int | None, out: BinaryIO) -> None:
+    _KILL.update(after=after, sent=0, out=out)
+    if after is None:
+        return
+    import botocore.client  # the runtime's own, like boto3
+
+    client = botocore.client.BaseClient
+    if getattr(client, "_localcloud_counting", False):
+        return
+    original = client._make_api_call
+
+    def counting(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        if operation == "SendMessageBatch" and _KILL["after"] is not None:
+            with _KILL_LOCK:  # batches go out from several threads at once: count first
+                _KILL["sent"] += len(params.get("Entries", []))
+                if _KILL["sent"] > _KILL["after"]:
+                    _die()
+        return original(self, operation, params)
+
+    client._make_api_call = counting
+    client._localcloud_counting = True
+
+
 def _invoke(handler: Callable[[Any, LambdaContext], Any], request: dict[str, Any]) -> str:
     trace_header = request.get("trace_header")
     if trace_header:
@@ -125,7 +161,10 @@ def main() -> int:
     if handler is None:
         return 1
     for line in requests:
-        response = _invoke(handler, json.loads(line))
+        request = json.loads(line)
+        if "kill_after_records" in request:
+            _arm_kill(request["kill_after_records"], responses)
+        response = _invoke(handler, request)
         _end_of_logs()
         _send(responses, response)
     return 0

@@ -25,7 +25,12 @@ LOCAL_PARAMETERS: dict[str, dict[str, str]] = {
         "MaxQueueDepth": "300",
     },
     "transformer": {"FunctionTimeoutSeconds": "5"},
-    "publisher": {"FunctionTimeoutSeconds": "5"},
+    # a platform that is down dead-letters every record within a minute or two, not hours
+    "publisher": {
+        "FunctionTimeoutSeconds": "5",
+        "BackoffBaseSeconds": "1",
+        "BackoffCapSeconds": "4",
+    },
     "reaper": {"FunctionTimeoutSeconds": "5", "StallSeconds": "120"},
 }
 

@@ -16,8 +16,6 @@ import secrets
 import string
 from typing import Any
 
-from cfnlint.decode.cfn_yaml import load as load_template
-
 from deploytools.stacks import TEMPLATES
 
 
@@ -90,7 +88,10 @@ def _generate_secret(props: dict[str, Any]) -> str:
 
 def apply(clients: Any, stack: str, service: str) -> list[str]:
     """Make a freshly deployed stack behave as on AWS; returns what was done, for the log."""
-    # cfn-lint's own loader: short-form tags (`!Ref`, `!Sub`) as their long forms
+    # cfn-lint's own loader: short-form tags (`!Ref`, `!Sub`) as their long forms (imported
+    # here: it takes seconds, and only a deploy needs it)
+    from cfnlint.decode.cfn_yaml import load as load_template
+
     template = load_template(str(TEMPLATES[service]))
     resolve = _Resolver(clients, stack)
     done: list[str] = []

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from localcloud.container import END_MARKER
+from localcloud.faults import FaultSwitch
 
 LogSink = Callable[[str, str], None]
 
@@ -167,6 +168,9 @@ class _Pool:
     size: int = 0
 
 
+SPLIT_FUNCTION = "gro-splitter-split"
+
+
 class LambdaRuntime:
     """Runs deployed functions in per-function pools of subprocess containers, like Lambda does."""
 
@@ -178,12 +182,14 @@ class LambdaRuntime:
         runtime_path: Sequence[Path] = (),
         log_sink: LogSink | None = None,
         max_containers: int = 2,
+        faults: FaultSwitch | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._python = python
         self._runtime_path = [str(p) for p in runtime_path]
         self._sink = log_sink or _discard
         self._max = max(1, max_containers)
+        self._faults = faults or FaultSwitch()
         self._cond = threading.Condition()
         self._pools: dict[str, _Pool] = {}
         self._containers: set[_Container] = set()
@@ -197,6 +203,7 @@ class LambdaRuntime:
     ) -> InvokeResult:
         """Run one invocation of `spec` in a warm container, or a new one (cold start)."""
         request_id = str(uuid.uuid4())
+        event, crash = self._crash(spec, event)
         container, cold = self._acquire(spec)
         try:
             if cold:
@@ -213,16 +220,38 @@ class LambdaRuntime:
                 # caller sent none; without one the X-Ray SDK drops every subsegment.
                 "trace_header": trace_header or new_trace_header(),
             }
+            if spec.name == SPLIT_FUNCTION:
+                request["kill_after_records"] = self._faults.take_kill()
             response = container.exchange(request, spec.timeout_s)
+            if response is not None and response.get("killed"):
+                # fault kill=splitter:N: the container died mid-step, as at a Lambda timeout
+                container.timed_out = True
+                response = None
             if response is None:
                 container.kill()
                 return self._failure(request_id, None, container, "INVOKE")
+            if crash is not None:
+                body = {"errorType": "InjectedCrash", "errorMessage": crash, "stackTrace": []}
+                return self._failure(request_id, body, container, "INVOKE")
             if not response.get("ok"):
                 return self._failure(request_id, response, container, "INVOKE")
             payload = json.dumps(response.get("result")).encode()
             return InvokeResult(payload=payload, error_type=None, logs=container.take_logs())
         finally:
             self._release(container)
+
+    def _crash(self, spec: FunctionSpec, event: Any) -> tuple[Any, str | None]:
+        """Fault `crash=SERVICE:P`: the handler gets the first half of its batch, then fails."""
+        service = spec.name.split("-")[1] if spec.name.count("-") >= 2 else ""
+        share = self._faults.get().crash.get(service)
+        records = event.get("Records") if isinstance(event, dict) else None
+        if not share or not isinstance(records, list) or not records:
+            return event, None
+        if not self._faults.chance(share):
+            return event, None
+        done = max(1, len(records) // 2)
+        message = f"injected fault crash={service}:{share:g} after {done} of {len(records)} records"
+        return {**event, "Records": records[:done]}, message
 
     def _failure(
         self, request_id: str, response: dict[str, Any] | None, container: _Container, phase: str

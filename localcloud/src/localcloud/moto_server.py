@@ -16,6 +16,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from localcloud import message_move
+from localcloud.faults import FaultSwitch
 from localcloud.lambda_runtime import FunctionSpec, LambdaRuntime, LogSink
 
 # --- moto 5.2.5 patches ---------------------------------------------------------------------------
@@ -123,6 +125,8 @@ def _install_patches(runtime: LambdaRuntime) -> None:
     # attributes, ReportBatchItemFailures ignored). Our pollers own the mappings, so queues must
     # never see them: this data descriptor makes registration a no-op and hides existing ones.
     Queue.lambda_event_source_mappings = property(lambda _q: {}, lambda _q, _v: None)
+    # moto lacks SQS's message-move API (DLQ redrive: HTTP 500); `ingest dlq redrive` needs it.
+    message_move.install()
 
 
 def _uninstall_patches() -> None:
@@ -137,6 +141,7 @@ def _uninstall_patches() -> None:
     LambdaFunction.invoke = _originals.pop("invoke")
     LambdaFunction._invoke_lambda = _originals.pop("_invoke_lambda")
     del Queue.lambda_event_source_mappings
+    message_move.uninstall()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -155,12 +160,14 @@ class MotoServer:
         runtime_path: Sequence[Path] = (),
         log_sink: LogSink | None = None,
         max_containers: int = 2,
+        faults: FaultSwitch | None = None,
     ) -> None:
         self._port = port
         self._runtime_args: dict[str, Any] = {
             "runtime_path": list(runtime_path),
             "log_sink": log_sink,
             "max_containers": max_containers,
+            "faults": faults,
         }
         self.region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
         self.endpoint = ""

@@ -34,6 +34,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote_plus, urlsplit
 
+from localcloud.faults import FaultSwitch
+
 STATS_PATH = "/simulator/stats"
 EVENTS_PATH = "/events"
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 (a path, not a password)
@@ -320,6 +322,7 @@ class PlatformSimulator:
         host: str = "127.0.0.1",
         port: int = 0,
         consumer_delay_seconds: float = 0.0,
+        faults: FaultSwitch | None = None,
     ) -> None:
         if consumers < 1:
             raise ValueError("consumers must be at least 1")
@@ -336,6 +339,7 @@ class PlatformSimulator:
         self._host = _loopback_host(host)
         self._port = port
         self._consumer_delay = consumer_delay_seconds
+        self._faults = faults or FaultSwitch()
 
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -562,9 +566,18 @@ class PlatformSimulator:
             return True
 
     def _post_event(self, request: _Handler) -> tuple[int, dict[str, Any], dict[str, str]]:
+        faults = self._faults.get()
         with self._lock:
             self._stats.posts += 1
             injected = self._failures.popleft() if self._failures else None
+        if injected is None and faults.platform == "down":
+            injected = 503
+        elif (
+            injected is None
+            and faults.platform == "flaky"
+            and self._faults.chance(faults.platform_rate)
+        ):
+            injected = self._faults.choice((500, 429))
         try:
             if injected is not None:
                 with contextlib.suppress(_Rejection):
@@ -604,6 +617,11 @@ class PlatformSimulator:
             self._outstanding += self._consumers
             for q in self._queues:
                 q.put(source_id)
+        if faults.platform == "accept-then-fail" and self._faults.chance(faults.platform_rate):
+            # stored, announced to consumers, and yet the answer is lost: the retry meets a 409
+            with self._lock:
+                self._stats.throttled += 1
+            return 504, {"error": "gateway_timeout", "message": "try again later"}, {}
         return 201, {"eventId": secrets.token_hex(16)}, {}
 
     # --- consumers ------------------------------------------------------------------------------
@@ -664,6 +682,9 @@ class PlatformSimulator:
                 break
             try:
                 self._publish_consumed(source_id)
+                if self._faults.get().duplicate_consumed:
+                    with contextlib.suppress(Exception):
+                        self._publish_consumed(source_id)  # at-least-once, for real
             except Exception:  # noqa: S112 (counted below when every attempt failed)
                 continue
             with self._lock:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from localcloud.faults import FaultSwitch
 from localcloud.lambda_runtime import FunctionSpec, LambdaRuntime
 
 _LOG = logging.getLogger(__name__)
@@ -46,6 +47,10 @@ class _Mapping:
         return self.queue_arn.split(":")[3]
 
 
+FILE_ARRIVALS_QUEUE = "gro-file-arrivals"
+DUPLICATE_ATTRIBUTE = "localcloud-duplicate"
+
+
 class EventSourcePollers:
     """Poller threads for every enabled SQS event source mapping, invoking the local runtime."""
 
@@ -57,12 +62,14 @@ class EventSourcePollers:
         runtime: LambdaRuntime,
         spec_for: Callable[[str], FunctionSpec],
         pollers_per_mapping: int = 2,
+        faults: FaultSwitch | None = None,
     ) -> None:
         self._sqs = sqs
         self._lambda = lambda_client
         self._runtime = runtime
         self._spec_for = spec_for
         self._per_mapping = max(1, pollers_per_mapping)
+        self._faults = faults or FaultSwitch()
         self._lock = threading.Lock()
         self._running: dict[_Mapping, tuple[threading.Event, list[threading.Thread]]] = {}
         self._busy = 0
@@ -185,7 +192,23 @@ class EventSourcePollers:
             return []
         return messages
 
+    def _duplicate_notices(self, mapping: _Mapping, queue_url: str, messages: list[Any]) -> None:
+        """Fault `duplicate=s3-events`: S3 announces an object twice (it does, now and then)."""
+        if not mapping.queue_arn.endswith(f":{FILE_ARRIVALS_QUEUE}"):
+            return
+        if not self._faults.get().duplicate_s3_events:
+            return
+        for message in messages:
+            if DUPLICATE_ATTRIBUTE in message.get("MessageAttributes", {}):
+                continue  # already the duplicate
+            self._sqs.send_message(
+                QueueUrl=queue_url,
+                MessageBody=message["Body"],
+                MessageAttributes={DUPLICATE_ATTRIBUTE: {"DataType": "String", "StringValue": "1"}},
+            )
+
     def _process(self, mapping: _Mapping, queue_url: str, messages: list[dict[str, Any]]) -> None:
+        self._duplicate_notices(mapping, queue_url, messages)
         records = [self._record(mapping, m) for m in messages]
         trace_header = records[0]["attributes"].get("AWSTraceHeader")
         result = self._runtime.invoke(

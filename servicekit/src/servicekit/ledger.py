@@ -77,6 +77,16 @@ class FileProgress(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
+class RecordEnding(msgspec.Struct, frozen=True, kw_only=True):
+    """One record's ending as the ledger keeps it: no content, only why."""
+
+    ordinal: int
+    status: str
+    reasons: tuple[str, ...] = ()
+    event_id: str | None = None
+    moved_from: str | None = None
+
+
 class DynamoClient(Protocol):
     """The part of a boto3 DynamoDB client the ledger uses."""
 
@@ -86,6 +96,7 @@ class DynamoClient(Protocol):
     def put_item(self, **kwargs: Any) -> Any: ...
     def update_item(self, **kwargs: Any) -> Any: ...
     def batch_get_item(self, **kwargs: Any) -> Any: ...
+    def get_paginator(self, operation: str) -> Any: ...
 
 
 def _file_pk(fid: str) -> str:
@@ -289,10 +300,50 @@ class Ledger:
                         ":minus": {"N": "-1"},
                     },
                 )
-                return True
             except conditional_failure:
                 continue
+            # say on the record's own item that it moved (a redrive), for the operator
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": _record_pk(fid, ordinal)}},
+                UpdateExpression="SET #s = :s, #m = :m, #u = :u, #x = :x",
+                ExpressionAttributeNames={
+                    "#s": "status",
+                    "#m": "moved_from",
+                    "#u": "updated_at",
+                    "#x": "expires_at",
+                },
+                ExpressionAttributeValues={
+                    ":s": {"S": status.value},
+                    ":m": {"S": old.value},
+                    ":u": {"N": str(int(time.time()))},
+                    ":x": expiry,
+                },
+            )
+            return True
         raise RuntimeError(f"ledger: record {ordinal} kept changing under us")
+
+    def record_endings(self, fid: str) -> list[RecordEnding]:
+        """Why each of a file's records that was not simply published ended as it did (and
+        which moved after a redrive). A scan over every page: an operator's question."""
+        pages = self._client.get_paginator("scan").paginate(
+            TableName=self._table,
+            FilterExpression="begins_with(pk, :p)",
+            ExpressionAttributeValues={":p": {"S": f"rec#{fid}#"}},
+        )
+        endings = []
+        for page in pages:
+            for item in page.get("Items", []):
+                endings.append(
+                    RecordEnding(
+                        ordinal=int(item["pk"]["S"].rsplit("#", 1)[1]),
+                        status=item.get("status", {}).get("S", ""),
+                        reasons=tuple(r["S"] for r in item.get("reasons", {}).get("L", [])),
+                        event_id=item.get("event_id", {}).get("S") or None,
+                        moved_from=item.get("moved_from", {}).get("S"),
+                    )
+                )
+        return sorted(endings, key=lambda e: e.ordinal)
 
     def progress(self, fid: str) -> FileProgress:
         """A file's standing: its file item, and the counts summed over its blocks."""

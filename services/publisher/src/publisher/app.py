@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import boto3
 import msgspec
 from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities import parameters
 
 from publisher import __version__
@@ -25,6 +26,7 @@ from servicekit.store import Store
 logger = Logger(service="publisher")
 tracer = Tracer(service="publisher")
 SECRET_MAX_AGE_SECONDS = 300
+METRICS_NAMESPACE = "GroIngest"
 
 
 @dataclass(frozen=True)
@@ -48,12 +50,30 @@ class EnrichApp:
     store: EventStore
 
 
-def _credentials(secret_name: str) -> Callable[[], ClientCredentials]:
-    def read() -> ClientCredentials:
-        raw = parameters.get_secret(secret_name, max_age=SECRET_MAX_AGE_SECONDS)
+def _credentials(secret_name: str) -> Callable[[bool], ClientCredentials]:
+    def read(refresh: bool) -> ClientCredentials:
+        # cached by Powertools Parameters; read again when the platform refused what we had
+        raw = parameters.get_secret(
+            secret_name, max_age=SECRET_MAX_AGE_SECONDS, force_fetch=refresh
+        )
         return msgspec.json.decode(raw, type=ClientCredentials)
 
     return read
+
+
+def _credentials_refused(status: int) -> None:
+    """Visible, not silent: a log line and a metric an alarm can watch."""
+    logger.warning(
+        "the platform refused our client credentials; the secret will be read again",
+        extra={"status": status},
+    )
+    with single_metric(
+        name="PlatformCredentialsRefused",
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=METRICS_NAMESPACE,
+    ) as metric:
+        metric.add_dimension(name="service", value="publisher")
 
 
 @functools.cache
@@ -70,13 +90,19 @@ def publish_app() -> PublishApp:
             token_url=settings.token_url,
             credentials=_credentials(settings.platform_client_secret_name),
             timeout_seconds=settings.http_timeout_seconds,
+            on_credentials_refused=_credentials_refused,
         ),
         ledger=Ledger(dynamodb, settings.ledger_table),
         dead_letters=DeadLetterQueue(
             sqs, settings.events_dlq_url, failed_by="publisher", version=__version__
         ),
-        # a busy platform: the message comes back after about 5 s, doubling, up to 15 min (jittered)
-        backoff=Backoff(SqsVisibility(sqs), base_seconds=5, cap_seconds=900),
+        # a busy platform: the message comes back after about 5 s, doubling, up to 15 min
+        # (jittered); the local cloud deploys shorter ones, as parameters, not code paths
+        backoff=Backoff(
+            SqsVisibility(sqs),
+            base_seconds=settings.backoff_base_seconds,
+            cap_seconds=settings.backoff_cap_seconds,
+        ),
     )
 
 

@@ -3,6 +3,10 @@
 One token per container, refreshed shortly before it expires or after a 401. Answers are
 sorted into published (201, and 409: the platform already has this id), transient (429, 5xx,
 network: try again later) and permanent (400, 403: no retry can help).
+
+A 4xx from the token endpoint is a credentials problem, not the event's (a deploy before the
+secret is set, a rotation): it is transient, the secret is read again on the next try, and the
+caller is told (`on_credentials_refused`) so that it shows.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ REFRESH_MARGIN_SECONDS = 60
 
 class TransientPlatformError(TransientError):
     """Try again later: the platform is busy, down or unreachable."""
+
+
+class CredentialsRefusedError(TransientPlatformError):
+    """The token endpoint refused our client credentials: fix or rotate the secret."""
 
 
 class PermanentPlatformError(PermanentError):
@@ -52,13 +60,16 @@ class PlatformClient:
         *,
         platform_url: str,
         token_url: str,
-        credentials: Callable[[], ClientCredentials],
+        credentials: Callable[[bool], ClientCredentials],
         timeout_seconds: float = 10.0,
         http: Any = None,
+        on_credentials_refused: Callable[[int], None] = lambda _status: None,
     ) -> None:
         self._events_url = platform_url.rstrip("/") + "/events"
         self._token_url = token_url
         self._credentials = credentials
+        self._on_refused = on_credentials_refused
+        self._reread_credentials = False
         self._http = http or urllib3.PoolManager(
             timeout=urllib3.Timeout(total=timeout_seconds), retries=False
         )
@@ -68,7 +79,7 @@ class PlatformClient:
         self.tokens_fetched = 0
 
     def _fetch_token(self) -> str:
-        creds = self._credentials()
+        creds = self._credentials(self._reread_credentials)
         basic = base64.b64encode(f"{creds.client_id}:{creds.client_secret}".encode()).decode()
         try:
             answer = self._http.request(
@@ -87,7 +98,12 @@ class PlatformClient:
         if answer.status == 429 or answer.status >= 500:
             raise TransientPlatformError(f"token endpoint answered {answer.status}")
         if answer.status != 200:
-            raise PermanentPlatformError(f"token endpoint answered {answer.status}")
+            self._reread_credentials = True  # a rotated secret is picked up on the next try
+            self._on_refused(int(answer.status))
+            raise CredentialsRefusedError(
+                f"token endpoint answered {answer.status}: the client credentials were refused"
+            )
+        self._reread_credentials = False
         token = msgspec.json.decode(answer.data, type=_Token)
         self._token = token.access_token
         self._expires_at = time.monotonic() + token.expires_in - REFRESH_MARGIN_SECONDS

@@ -20,6 +20,8 @@ class PublishSettings(EnvSettings, frozen=True, kw_only=True):
     store_retention_seconds: int = 7 * 24 * 3600
     max_receive_count: int = 10
     http_timeout_seconds: float = 10.0
+    backoff_base_seconds: int = 5
+    backoff_cap_seconds: int = 900
 
 
 class EnrichSettings(EnvSettings, frozen=True, kw_only=True):

@@ -18,7 +18,7 @@ from servicekit.ledger import Ledger
 from splitter.adapters import QueueSink, S3Files, StepFunctionsExecutions
 from splitter.ingest import Executions, FileLedger, Files
 from splitter.sender import BatchSender
-from splitter.settings import SplitSettings, StartSettings
+from splitter.settings import QuarantineSettings, SplitSettings, StartSettings
 from splitter.split import RecordSink
 
 logger = Logger(service="splitter")
@@ -65,6 +65,26 @@ def start_app() -> StartApp:
         settings=settings,
         files=S3Files(_client("s3")),
         executions=StepFunctionsExecutions(_client("stepfunctions"), settings.state_machine_arn),
+    )
+
+
+@dataclass(frozen=True)
+class QuarantineApp:
+    """What `quarantine` needs."""
+
+    settings: QuarantineSettings
+    files: Files
+    ledger: FileLedger
+
+
+@functools.cache
+def quarantine_app() -> QuarantineApp:
+    """The `quarantine` function's app, built on first use."""
+    settings = QuarantineSettings.from_env()
+    return QuarantineApp(
+        settings=settings,
+        files=S3Files(_client("s3")),
+        ledger=Ledger(_client("dynamodb"), settings.ledger_table),
     )
 
 

@@ -16,16 +16,22 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from contracts.messages import FileRef, file_id
-from contracts.steps import SplitStepInput
+from contracts.steps import QuarantineStepInput, SplitStepInput
 from servicekit.consumer import consume
 from splitter import app
 from splitter.app import StartApp, logger, tracer
-from splitter.ingest import FileRefusedError, split_budget, split_step, start_ingest
+from splitter.ingest import (
+    FileRefusedError,
+    quarantine_failed,
+    split_budget,
+    split_step,
+    start_ingest,
+)
 
 # Stop this long before the Lambda timeout: enough to flush in-flight batches and answer.
 SAFETY_SECONDS = 20.0
 
-__all__ = ["FileRefusedError", "split", "start"]
+__all__ = ["FileRefusedError", "quarantine", "split", "start"]
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -67,6 +73,20 @@ def split(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         },
     )
     return msgspec.to_builtins(out)
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+def quarantine(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """The state machine's last word on a split that failed for good: quarantine the file."""
+    state = msgspec.convert(event, QuarantineStepInput)
+    the = app.quarantine_app()
+    fid = file_id(state.file)
+    tracer.put_annotation("file_id", fid)
+    logger.append_keys(file_id=fid)
+    reason = quarantine_failed(state, files=the.files, ledger=the.ledger)
+    logger.error("split failed; file quarantined", extra={"reason": reason})
+    return {"file_id": fid, "reason": reason}
 
 
 def _candidates(record: SQSRecord) -> list[FileRef]:

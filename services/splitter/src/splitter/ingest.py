@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from typing import BinaryIO, Protocol
 
 from contracts.messages import FileRef, file_id
-from contracts.steps import SplitStepInput, SplitStepOutput
+from contracts.steps import QuarantineStepInput, SplitStepInput, SplitStepOutput
 from splitter.extract import FileRejectedError
 from splitter.split import RecordSink, split_file
 
@@ -96,6 +96,17 @@ def split_step(
         done=result.done,
         wait_seconds=state.wait_seconds or default_wait_seconds,
     )
+
+
+def quarantine_failed(state: QuarantineStepInput, *, files: Files, ledger: FileLedger) -> str:
+    """A split that failed for good (its retries did not clear it): the file goes to
+    quarantine and the ledger says why, by the error's name only (its cause can quote
+    anything). A file already moved, or gone, is only recorded. Returns the reason."""
+    reason = f"the split failed: {state.error.error}"
+    if files.exists(state.file):
+        files.quarantine(state.file, reason)
+    ledger.file_refused(state.file, reason)
+    return reason
 
 
 def start_ingest(

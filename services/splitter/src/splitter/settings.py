@@ -26,5 +26,15 @@ class SplitSettings(EnvSettings, frozen=True, kw_only=True):
     max_queue_depth: int = 0
 
 
+class QuarantineSettings(EnvSettings, frozen=True, kw_only=True):
+    """`quarantine`: the ledger where a failed file's reason is recorded."""
+
+    ledger_table: str
+
+
 # entry point (handler.py function) -> the settings it reads
-ENTRY_POINTS: dict[str, type[msgspec.Struct]] = {"start": StartSettings, "split": SplitSettings}
+ENTRY_POINTS: dict[str, type[msgspec.Struct]] = {
+    "start": StartSettings,
+    "split": SplitSettings,
+    "quarantine": QuarantineSettings,
+}

@@ -1,0 +1,93 @@
+"""The local cloud's control endpoint on 127.0.0.1: what `ingest fault` talks to while an
+`ingest up` runs in another terminal. Faults only; nothing else of the cloud is reachable here.
+
+    GET    /faults   {"faults": [spec, ...]}
+    PUT    /faults   {"faults": [spec, ...]}   add to what is in force (same kind: replaced)
+    DELETE /faults   clear every fault
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from localcloud.faults import Faults, FaultSpecError, FaultSwitch, parse
+
+MAX_BODY = 64 * 1024
+
+
+class ControlServer:
+    """Serves /faults for one FaultSwitch until stopped."""
+
+    def __init__(self, faults: FaultSwitch, *, platform_simulated: bool) -> None:
+        self._faults = faults
+        self._simulated = platform_simulated
+        switch, simulated = faults, platform_simulated
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return  # no access log
+
+            def _answer(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                if self.path != "/faults":
+                    self._answer(404, {"error": "not found"})
+                    return
+                self._answer(200, {"faults": switch.get().specs()})
+
+            def do_DELETE(self) -> None:
+                if self.path != "/faults":
+                    self._answer(404, {"error": "not found"})
+                    return
+                switch.set(Faults())
+                self._answer(200, {"faults": []})
+
+            def do_PUT(self) -> None:
+                if self.path != "/faults":
+                    self._answer(404, {"error": "not found"})
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_BODY:
+                    self._answer(413, {"error": "too large"})
+                    return
+                try:
+                    specs = json.loads(self.rfile.read(length) or b"{}").get("faults", [])
+                    if not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):
+                        raise FaultSpecError("faults must be a list of specs")
+                    updated = parse(specs, switch.get())
+                    if updated.platform != "up" and not simulated:
+                        raise FaultSpecError(
+                            "platform faults need the platform simulator (this cloud uses an "
+                            "external platform)"
+                        )
+                except (ValueError, AttributeError) as err:
+                    self._answer(400, {"error": str(err)})
+                    return
+                switch.set(updated)
+                self._answer(200, {"faults": updated.specs()})
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=2)
