@@ -36,3 +36,4 @@ bench-e2e: bootstrap
 
 schemas: bootstrap
 	$(UV) run --frozen python -m contracts.schema
+	$(UV) run --frozen python -m contracts.compat

@@ -11,16 +11,15 @@ import msgspec
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from contracts.enrichment import EnrichRequest, EnrichResponse
+from contracts.enrichment import EnrichResponse
 from contracts.messages import EventToPublish
 from publisher import app
 from publisher.app import PublishApp, logger, tracer
+from publisher.interface import read_enrich_request, read_event
 from publisher.publish import enrich as enrich_event
 from publisher.publish import forget, publish_event
 from servicekit.consumer import ConsumerPolicy, LedgerEntry, consume
 from servicekit.ledger import RecordStatus
-
-_decoder = msgspec.json.Decoder(EventToPublish)
 
 
 def _policy(the: PublishApp) -> ConsumerPolicy[EventToPublish]:
@@ -41,7 +40,7 @@ def _policy(the: PublishApp) -> ConsumerPolicy[EventToPublish]:
 
     return ConsumerPolicy(
         kind="event-to-publish.v1",
-        decode=_decoder.decode,
+        decode=read_event,
         handle=handle,
         entry=lambda m: LedgerEntry(m.file, m.ordinal, m.event.source_id),
         on_give_up=lambda m: forget(m, store=the.store),
@@ -65,7 +64,7 @@ def publish(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
 def enrich(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """The platform asks for an event's data: 200 with the payload, or 404 if gone or unknown."""
     try:
-        request = msgspec.convert(event, EnrichRequest)
+        request = read_enrich_request(event)
     except msgspec.ValidationError:
         logger.warning("malformed enrichment request")
         answer = EnrichResponse(status_code=400)

@@ -9,13 +9,12 @@ from typing import Any
 
 import msgspec
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sns_event import SNSMessage
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from contracts.messages import EventsConsumed, file_id
-from contracts.steps import FinishStepInput
 from reaper import app
 from reaper.app import ConsumedApp, logger, tracer
+from reaper.interface import read_finish_input, read_notice
 from reaper.reap import RecordsUnaccountedError
 from reaper.reap import consumed as delete_consumed
 from reaper.reap import finish_file as finish
@@ -24,19 +23,6 @@ from servicekit.consumer import ConsumerPolicy, consume
 from servicekit.ledger import RecordStatus
 
 __all__ = ["RecordsUnaccountedError", "consumed", "finish_file", "sweep"]
-
-_notice = msgspec.json.Decoder(EventsConsumed)
-
-
-def decode_notice(body: str) -> EventsConsumed:
-    """The consumed notice, from a raw SNS delivery or from an SNS envelope."""
-    try:
-        return _notice.decode(body)
-    except msgspec.ValidationError:
-        envelope = msgspec.json.decode(body)
-        if not (isinstance(envelope, dict) and envelope.get("Type") == "Notification"):
-            raise  # the notice's own error says what is wrong with it
-        return _notice.decode(SNSMessage(envelope).message)
 
 
 def _policy(the: ConsumedApp) -> ConsumerPolicy[EventsConsumed]:
@@ -48,7 +34,7 @@ def _policy(the: ConsumedApp) -> ConsumerPolicy[EventsConsumed]:
 
     return ConsumerPolicy(
         kind="events-consumed.v1",
-        decode=decode_notice,
+        decode=read_notice,
         handle=handle,
         dead_letters=the.dead_letters,
         max_receive_count=the.settings.max_receive_count,
@@ -67,7 +53,7 @@ def consumed(event: dict[str, Any], context: LambdaContext) -> PartialItemFailur
 @tracer.capture_lambda_handler(capture_response=False)
 def finish_file(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """If every emitted record is terminal: delete the source, write a receipt, say finished."""
-    state = msgspec.convert(event, FinishStepInput)
+    state = read_finish_input(event)
     the = app.finish_app()
     fid = file_id(state.file)
     tracer.put_annotation("file_id", fid)

@@ -16,7 +16,6 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from contracts.messages import FileRef, file_id
-from contracts.steps import QuarantineStepInput, SplitStepInput
 from servicekit.consumer import consume
 from splitter import app
 from splitter.app import StartApp, logger, tracer
@@ -27,6 +26,7 @@ from splitter.ingest import (
     split_step,
     start_ingest,
 )
+from splitter.interface import read_quarantine_input, read_split_input
 
 # Stop this long before the Lambda timeout: enough to flush in-flight batches and answer.
 SAFETY_SECONDS = 20.0
@@ -38,7 +38,7 @@ __all__ = ["FileRefusedError", "quarantine", "split", "start"]
 @tracer.capture_lambda_handler(capture_response=False)
 def split(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """One step of the ingest-file state machine: split from the cursor until time runs out."""
-    state = msgspec.convert(event, SplitStepInput)
+    state = read_split_input(event)
     the = app.split_app()
     fid = file_id(state.file)
     tracer.put_annotation("file_id", fid)
@@ -79,7 +79,7 @@ def split(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 @tracer.capture_lambda_handler(capture_response=False)
 def quarantine(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """The state machine's last word on a split that failed for good: quarantine the file."""
-    state = msgspec.convert(event, QuarantineStepInput)
+    state = read_quarantine_input(event)
     the = app.quarantine_app()
     fid = file_id(state.file)
     tracer.put_annotation("file_id", fid)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -17,9 +16,8 @@ from servicekit.consumer import ConsumerPolicy, LedgerEntry, consume
 from servicekit.ledger import RecordStatus
 from transformer import app
 from transformer.app import App, logger, tracer
+from transformer.interface import read_record
 from transformer.transform import transform_message
-
-_decoder = msgspec.json.Decoder(RecordToTransform)
 
 
 def _policy(the: App) -> ConsumerPolicy[RecordToTransform]:
@@ -31,7 +29,7 @@ def _policy(the: App) -> ConsumerPolicy[RecordToTransform]:
 
     return ConsumerPolicy(
         kind="record-to-transform.v1",
-        decode=_decoder.decode,
+        decode=read_record,
         handle=handle,
         entry=lambda m: LedgerEntry(m.file, m.ordinal),
         dead_letters=the.dead_letters,
