@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,32 @@ def test_every_queue_has_a_dead_letter_queue_and_every_dlq_keeps_messages_14_day
             assert props["MessageRetentionPeriod"] == 1209600, logical
         else:
             assert "deadLetterTargetArn" in props["RedrivePolicy"], logical
+
+
+def test_every_dead_letter_queue_has_an_alarm_that_tells_the_operators() -> None:
+    dlqs = {
+        logical
+        for _, logical, props in resources("AWS::SQS::Queue")
+        if props["QueueName"].endswith("-dlq")
+    }
+    watched = {
+        props["Dimensions"][0]["Value"]["Fn::GetAtt"][0]: props
+        for _, _, props in resources("AWS::CloudWatch::Alarm")
+        if props.get("MetricName") == "ApproximateNumberOfMessagesVisible"
+    }
+    assert dlqs and dlqs <= set(watched), dlqs - set(watched)
+    for logical in dlqs:
+        alarm = watched[logical]
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+        assert alarm["AlarmActions"] == [{"Ref": "OperatorAlerts"}]
+
+
+def test_no_service_stack_reads_another_services_exports() -> None:
+    for service in SERVICES:
+        text = json.dumps(T[service])
+        for name in re.findall(r'"Fn::ImportValue": "([^"]+)"', text):
+            assert name.startswith("gro-foundation-"), (service, name)
+        assert "Export" not in json.dumps(T[service].get("Outputs", {})), service
 
 
 def test_every_event_source_mapping_reports_batch_item_failures() -> None:

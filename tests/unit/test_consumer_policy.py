@@ -43,7 +43,9 @@ class Recorder:
         *,
         event_id: str | None = None,
         reasons: tuple[str, ...] = (),
+        handled_by: str | None = None,
     ) -> bool:
+        self.handled_by = handled_by
         if self._ledger_fails:
             raise ConnectionError("ledger down")
         self.ended.append((ordinal, status, reasons))
@@ -67,6 +69,7 @@ def policy(recorder: Recorder, handle: Any, max_receive_count: int = 3) -> Consu
         ledger=recorder,
         max_receive_count=max_receive_count,
         log=recorder,
+        handled_by="tester 1.2.3+abc",
     )
 
 
@@ -90,6 +93,7 @@ def test_a_handled_message_records_the_status_the_handler_returns() -> None:
     recorder = Recorder()
     policy(recorder, lambda m: RecordStatus.PUBLISHED)(sqs_record('{"ordinal": 7}'))
     assert recorder.ended == [(7, RecordStatus.PUBLISHED, ())] and recorder.dead == []
+    assert recorder.handled_by == "tester 1.2.3+abc"  # which release ended it
 
 
 def test_a_permanent_error_dead_letters_at_once_with_its_reasons_and_its_status() -> None:

@@ -23,6 +23,8 @@ from typing import IO, Any
 import msgspec
 
 from deploytools import deploy as aws_deployer
+from deploytools import releases
+from deploytools.stacks import SERVICES, stack_name
 from ingest_cli.follow import follow, format_summary, upload
 from localcloud import deploy as local_deployer
 from localcloud import faults
@@ -297,6 +299,7 @@ def status(args: argparse.Namespace) -> int:
             "dead_lettered": progress.dead_lettered,
             "terminal": progress.terminal,
             "reason": progress.reason,
+            "handled_by": list(progress.handled_by),
         }
         if args.file:  # the detail an operator asks for about one file
             row.update(_endings(ledger.record_endings(execution["name"])))
@@ -317,6 +320,8 @@ def status(args: argparse.Namespace) -> int:
                 print(f"    {count:>6}  {reason}")
         for move, count in row.get("moved", {}).items():
             print(f"  redriven: {count} moved {move.replace('_', '-')}")
+        if args.file and row["handled_by"]:
+            print(f"  ended by: {', '.join(row['handled_by'])}")
     return 0 if rows or not args.file else 1
 
 
@@ -345,7 +350,11 @@ def deploy(args: argparse.Namespace) -> int:
     parameters = dict(p.split("=", 1) for p in args.parameter)
     if args.endpoint_url:
         outputs = local_deployer.deploy(
-            _clients_for(args.endpoint_url), args.stack, parameters=parameters, log=_say
+            _clients_for(args.endpoint_url),
+            args.stack,
+            parameters=parameters,
+            log=_say,
+            version=args.version,
         )
     else:
         import boto3
@@ -355,8 +364,69 @@ def deploy(args: argparse.Namespace) -> int:
             _say("ingest deploy: no --endpoint-url and no AWS credentials: nothing to deploy to")
             return 1
         outputs = aws_deployer.deploy(
-            session.client, args.stack, parameters=parameters, for_aws=True, log=_say
+            session.client,
+            args.stack,
+            parameters=parameters,
+            for_aws=True,
+            log=_say,
+            version=args.version,
         )
     for key, value in sorted(outputs.items()):
         print(f"{key}\t{value}")
     return 0
+
+
+def versions(args: argparse.Namespace) -> int:
+    """What release of each service runs, with its contracts, and whether they fit together."""
+    endpoint = args.endpoint_url or (running_cloud() or {}).get("endpoint")
+    if endpoint:
+        clients = _clients_for(endpoint)
+    else:
+        import boto3
+
+        session = boto3.session.Session()
+        if session.get_credentials() is None:
+            _say("ingest versions: no local cloud is running and no AWS credentials")
+            return 1
+        clients = session.client
+    cfn = clients("cloudformation")
+    rows: list[dict[str, Any]] = []
+    deployed: dict[str, tuple[dict[str, int], dict[str, list[int]]]] = {}
+    for service in SERVICES:
+        try:
+            stack = cfn.describe_stacks(StackName=stack_name(service))["Stacks"][0]
+        except cfn.exceptions.ClientError:
+            rows.append({"service": service, "version": None, "deployed": False})
+            continue
+        found = {t["Key"]: t["Value"] for t in stack.get("Tags", [])}
+        produces = releases.parse_produces(found.get(releases.TAG_PRODUCES, ""))
+        accepts = releases.parse_accepts(found.get(releases.TAG_ACCEPTS, ""))
+        deployed[service] = (produces, accepts)
+        updated = stack.get("LastUpdatedTime") or stack.get("CreationTime")
+        rows.append(
+            {
+                "service": service,
+                "version": found.get(releases.TAG_VERSION),
+                "deployed": True,
+                "deployed_at": updated.isoformat() if updated else None,
+                "produces": produces,
+                "accepts": accepts,
+            }
+        )
+    warnings = releases.mismatches(deployed)
+    if args.json:
+        print(json.dumps({"services": rows, "warnings": warnings}))
+    else:
+        for row in rows:
+            if not row["deployed"]:
+                print(f"{row['service']:<12} not deployed")
+                continue
+            made = " ".join(f"{k}@{v}" for k, v in sorted(row["produces"].items()))
+            read = " ".join(
+                f"{k}@{','.join(map(str, v))}" for k, v in sorted(row["accepts"].items())
+            )
+            print(f"{row['service']:<12} {row['version'] or '?':<24} {row['deployed_at']}")
+            print(f"{'':<12} produces {made or '-'}; accepts {read or '-'}")
+        for warning in warnings:
+            _say(f"WARNING: {warning}")
+    return 1 if warnings else 0

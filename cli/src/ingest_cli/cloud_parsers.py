@@ -87,7 +87,22 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("stack", choices=STACKS)
     p.add_argument("--endpoint-url", help="a local cloud (default: AWS, with your credentials)")
     p.add_argument("--parameter", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--version",
+        metavar="LABEL",
+        help="the release label (default: package version + commit); a label released before "
+        "is deployed again as it was: that is a rollback",
+    )
     p.set_defaults(run=_lazy("deploy", "deploy"))
+
+    p = sub.add_parser(
+        "versions",
+        help="which release of each service is deployed, with its contracts; warns when a "
+        "producer's output is not accepted by the consumer deployed beside it (exit 1)",
+    )
+    p.add_argument("--endpoint-url", help="a local cloud (default: the running one, else AWS)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_lazy("versions", "versions"))
 
     p = sub.add_parser(
         "fault",

@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import WaiterError
 
-from deploytools import bundle
+from deploytools import bundle, releases
 from deploytools.stacks import STACKS, TEMPLATES, stack_name
 
 Clients = Callable[[str], Any]
@@ -49,22 +49,39 @@ def deploy(
     after: Callable[[Clients, str, str], Iterable[str]] | None = None,
     poll_seconds: float = 5.0,
     timeout_seconds: float = 3600.0,
+    version: str | None = None,
 ) -> dict[str, str]:
     """Create or update one stack and wait for it; returns its outputs.
 
+    A service is deployed as a release: `version` names it (default: the package version and
+    the commit). A version that was released before is deployed again as it was (its recorded
+    bundle: a rollback); any other label builds the checkout and records it under that label.
     `after(clients, stack_name, stack)` runs once the stack is complete; each line it yields is
     logged.
     """
     if stack not in TEMPLATES:
         raise DeployError(f"unknown stack {stack!r}; one of {', '.join(STACKS)}")
     params = dict(parameters or {})
+    stack_tags: list[dict[str, str]] = []
     if stack != "foundation":
-        built = bundle.build(stack, for_aws=for_aws)
         bucket = code_bucket(clients)
-        key = f"{stack}/{built.sha256}.zip"
-        clients("s3").upload_file(str(built.zip_path), bucket, key)
-        params.update({"CodeBucket": bucket, "CodeKey": key})
-        log(f"{stack}: package {built.zip_path.name} ({built.zip_path.stat().st_size} bytes)")
+        s3 = clients("s3")
+        earlier = releases.find(s3, bucket, stack, version) if version else None
+        if earlier is not None:
+            release = earlier
+            log(f"{stack}: {release.label} was released before: deploying it as it was")
+        else:
+            label = version or releases.default_label(stack)
+            built = bundle.build(stack, for_aws=for_aws)
+            key = f"{stack}/{built.sha256}.zip"
+            s3.upload_file(str(built.zip_path), bucket, key)
+            release = releases.record(s3, bucket, stack, label, key)
+            size = built.zip_path.stat().st_size
+            log(f"{stack}: {label}: package {built.zip_path.name} ({size} bytes)")
+        params.update(
+            {"CodeBucket": bucket, "CodeKey": release.code_key, "ServiceVersion": release.label}
+        )
+        stack_tags = releases.tags(release)
     cfn = clients("cloudformation")
     name = stack_name(stack)
     args: dict[str, Any] = {
@@ -72,6 +89,7 @@ def deploy(
         "TemplateBody": TEMPLATES[stack].read_text(),
         "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
         "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
+        "Tags": stack_tags,
     }
     try:
         previous = cfn.describe_stacks(StackName=name)["Stacks"][0].get("Parameters", [])

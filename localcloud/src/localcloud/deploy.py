@@ -41,6 +41,7 @@ def deploy(
     *,
     parameters: dict[str, str] | None = None,
     log: Callable[[str], None] = lambda _: None,
+    version: str | None = None,
 ) -> dict[str, str]:
     """Create or update one stack on the local cloud; returns its outputs."""
     params = {**LOCAL_PARAMETERS.get(stack, {}), **(parameters or {})}
@@ -52,4 +53,5 @@ def deploy(
         log=log,
         after=fixups.apply,
         poll_seconds=0.2,
+        version=version,
     )

@@ -64,6 +64,7 @@ class RecordLedger(Protocol):
         *,
         event_id: str | None = None,
         reasons: tuple[str, ...] = (),
+        handled_by: str | None = None,
     ) -> bool: ...
 
 
@@ -124,6 +125,8 @@ class ConsumerPolicy(Generic[M]):
     entry: Callable[[M], LedgerEntry | None] = _nothing
     on_give_up: Callable[[M], None] = _nothing
     backoff: Backoff | None = None
+    # the release that handles the messages ("publisher 0.1.0+3f2a1c9"), for the ledger
+    handled_by: str | None = None
 
     def __call__(self, record: SQSRecord) -> None:
         attempts = int(record.attributes.approximate_receive_count or 1)
@@ -152,7 +155,13 @@ class ConsumerPolicy(Generic[M]):
             status = self.handle(message)
             handled = True
             if status is not None and entry is not None and self.ledger is not None:
-                self.ledger.record_ended(entry.file, entry.ordinal, status, event_id=entry.event_id)
+                self.ledger.record_ended(
+                    entry.file,
+                    entry.ordinal,
+                    status,
+                    event_id=entry.event_id,
+                    handled_by=self.handled_by,
+                )
         except PermanentError as err:
             self._give_up(record, message, entry, err.reasons, err.status, attempts)
             return
@@ -196,7 +205,12 @@ class ConsumerPolicy(Generic[M]):
         self.on_give_up(message)
         if entry is not None and self.ledger is not None:
             self.ledger.record_ended(
-                entry.file, entry.ordinal, status, event_id=entry.event_id, reasons=reasons
+                entry.file,
+                entry.ordinal,
+                status,
+                event_id=entry.event_id,
+                reasons=reasons,
+                handled_by=self.handled_by,
             )
         level = self.log.warning if status is RecordStatus.REJECTED else self.log.error
         level(

@@ -60,6 +60,7 @@ class FileProgress(msgspec.Struct, frozen=True, kw_only=True):
     dead_lettered: int = 0
     terminal: int = 0
     reason: str | None = None
+    handled_by: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -85,6 +86,7 @@ class RecordEnding(msgspec.Struct, frozen=True, kw_only=True):
     reasons: tuple[str, ...] = ()
     event_id: str | None = None
     moved_from: str | None = None
+    handled_by: str | None = None
 
 
 class DynamoClient(Protocol):
@@ -216,8 +218,12 @@ class Ledger:
         *,
         event_id: str | None = None,
         reasons: tuple[str, ...] = (),
+        handled_by: str | None = None,
     ) -> bool:
         """Record a record's terminal status; True if this call changed anything.
+
+        `handled_by` ("publisher 0.1.0+3f2a1c9") goes on the record's item and into its block's
+        set of releases, so an operator can tell which version of which service ended it.
 
         The record's ordinal goes into its block's set for that status, and the block's count for
         that status goes up, in one conditional UpdateItem: a repeat finds the ordinal already in
@@ -236,6 +242,7 @@ class Ledger:
                     "status": {"S": status.value},
                     "reasons": {"L": [{"S": r} for r in reasons]},
                     "event_id": {"S": event_id or ""},
+                    "by": {"S": handled_by or ""},
                     "expires_at": expiry,
                     "updated_at": {"N": str(int(time.time()))},
                 },
@@ -247,20 +254,30 @@ class Ledger:
             f"(attribute_not_exists({n}) OR NOT contains({n}, :ov))" for n in ("#p", "#r", "#d")
         )
         new_set, new_count = _SETS[status], _COUNTS[status]
+        # the release that ended it, added to the block's set of releases (a set: no growth)
+        by_names = {"#v": "v"} if handled_by else {}
+        by_values = {":v": {"SS": [handled_by]}} if handled_by else {}
+        add_by = ", #v :v" if handled_by else ""
         conditional_failure = self._client.exceptions.ConditionalCheckFailedException
         for _ in range(3):
             try:
                 self._client.update_item(
                     TableName=self._table,
                     Key=key,
-                    UpdateExpression="ADD #new :o, #newn :one SET #x = :x",
+                    UpdateExpression=f"ADD #new :o, #newn :one{add_by} SET #x = :x",
                     ConditionExpression=absent,
-                    ExpressionAttributeNames={**names, "#new": new_set, "#newn": new_count},
+                    ExpressionAttributeNames={
+                        **names,
+                        **by_names,
+                        "#new": new_set,
+                        "#newn": new_count,
+                    },
                     ExpressionAttributeValues={
                         ":o": member,
                         ":ov": value,
                         ":one": {"N": "1"},
                         ":x": expiry,
+                        **by_values,
                     },
                 )
                 return True
@@ -285,9 +302,12 @@ class Ledger:
                 self._client.update_item(
                     TableName=self._table,
                     Key=key,
-                    UpdateExpression="ADD #new :o, #newn :one, #oldn :minus DELETE #old :o",
+                    UpdateExpression=(
+                        f"ADD #new :o, #newn :one, #oldn :minus{add_by} DELETE #old :o"
+                    ),
                     ConditionExpression="contains(#old, :ov)",
                     ExpressionAttributeNames={
+                        **by_names,
                         "#new": new_set,
                         "#newn": new_count,
                         "#old": _SETS[old],
@@ -298,6 +318,7 @@ class Ledger:
                         ":ov": value,
                         ":one": {"N": "1"},
                         ":minus": {"N": "-1"},
+                        **by_values,
                     },
                 )
             except conditional_failure:
@@ -306,18 +327,20 @@ class Ledger:
             self._client.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": _record_pk(fid, ordinal)}},
-                UpdateExpression="SET #s = :s, #m = :m, #u = :u, #x = :x",
+                UpdateExpression="SET #s = :s, #m = :m, #u = :u, #x = :x, #b = :b",
                 ExpressionAttributeNames={
                     "#s": "status",
                     "#m": "moved_from",
                     "#u": "updated_at",
                     "#x": "expires_at",
+                    "#b": "by",
                 },
                 ExpressionAttributeValues={
                     ":s": {"S": status.value},
                     ":m": {"S": old.value},
                     ":u": {"N": str(int(time.time()))},
                     ":x": expiry,
+                    ":b": {"S": handled_by or ""},
                 },
             )
             return True
@@ -341,6 +364,7 @@ class Ledger:
                         reasons=tuple(r["S"] for r in item.get("reasons", {}).get("L", [])),
                         event_id=item.get("event_id", {}).get("S") or None,
                         moved_from=item.get("moved_from", {}).get("S"),
+                        handled_by=item.get("by", {}).get("S") or None,
                     )
                 )
         return sorted(endings, key=lambda e: e.ordinal)
@@ -353,13 +377,14 @@ class Ledger:
         emitted = file_item.get("emitted", {}).get("N")
         known = int(emitted or file_item.get("record_count", {}).get("N", "0"))
         totals = {"published": 0, "rejected": 0, "dead_lettered": 0}
+        releases: set[str] = set()
         keys = [{"pk": {"S": f"file#{fid}#blk#{b}"}} for b in range((known + BLOCK - 1) // BLOCK)]
         for start in range(0, len(keys), 100):  # BatchGetItem takes 100 keys
             request: dict[str, Any] = {
                 self._table: {
                     "Keys": keys[start : start + 100],
                     "ConsistentRead": True,
-                    "ProjectionExpression": "np, nr, nd",
+                    "ProjectionExpression": "np, nr, nd, v",
                 }
             }
             while request:
@@ -368,6 +393,7 @@ class Ledger:
                     totals["published"] += _n(item, "np")
                     totals["rejected"] += _n(item, "nr")
                     totals["dead_lettered"] += _n(item, "nd")
+                    releases.update(item.get("v", {}).get("SS", []))
                 request = answer.get("UnprocessedKeys") or {}
         return FileProgress(
             file_id=fid,
@@ -376,5 +402,6 @@ class Ledger:
             record_count=known,
             reason=file_item.get("reason", {}).get("S"),
             terminal=sum(totals.values()),
+            handled_by=tuple(sorted(releases)),
             **totals,
         )

@@ -32,7 +32,11 @@ def from_env(kind: type[S]) -> S:
 
 
 class EnvSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """A function's settings: subclass it with one field per environment variable."""
+    """A function's settings: subclass it with one field per environment variable. Every
+    function knows the release it belongs to (`ingest deploy --version`), to say who handled
+    a record."""
+
+    service_version: str = "unlabelled"
 
     @classmethod
     def from_env(cls) -> Self:

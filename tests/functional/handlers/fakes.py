@@ -43,6 +43,7 @@ class FakeLedger:
     progress_of: dict[str, FileProgress] = field(default_factory=dict)
     file_calls: list[tuple[Any, ...]] = field(default_factory=list)
     records: list[RecordEnded] = field(default_factory=list)
+    handled_by: list[str | None] = field(default_factory=list)
 
     def file_started(self, ref: FileRef) -> None:
         self.file_calls.append(("file_started", ref))
@@ -67,8 +68,10 @@ class FakeLedger:
         *,
         event_id: str | None = None,
         reasons: tuple[str, ...] = (),
+        handled_by: str | None = None,
     ) -> bool:
         self.records.append(RecordEnded(ref, ordinal, status, event_id, tuple(reasons)))
+        self.handled_by.append(handled_by)
         return True
 
     def progress(self, fid: str) -> FileProgress:

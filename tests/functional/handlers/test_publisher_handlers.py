@@ -416,3 +416,21 @@ def test_a_missing_variable_fails_the_publish_app_at_build_time_naming_it(
 
     with pytest.raises(SettingsError, match="TOKEN_URL"):
         publisher.app.publish_app()
+
+
+def test_the_release_that_published_a_record_is_written_in_the_ledger(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ledger = FakeLedger()
+    app = PublishApp(
+        settings=msgspec.structs.replace(SETTINGS, service_version="0.1.0+abc1234"),
+        store=FakeStore(),
+        platform=FakePlatform(),
+        ledger=ledger,
+        dead_letters=FakeDeadLetters(),
+        backoff=None,
+        clock=lambda: NOW,
+    )
+    monkeypatch.setattr(publisher.app, "publish_app", lambda: app)
+    handler.publish(sqs_event(GOLDEN, queue=QUEUE), publish_context())
+    assert ledger.handled_by == ["publisher 0.1.0+abc1234"]

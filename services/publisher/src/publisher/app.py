@@ -14,7 +14,6 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities import parameters
 
-from publisher import __version__
 from publisher.platform import ClientCredentials, PlatformClient
 from publisher.publish import EventStore, Platform
 from publisher.settings import EnrichSettings, PublishSettings
@@ -94,7 +93,7 @@ def publish_app() -> PublishApp:
         ),
         ledger=Ledger(dynamodb, settings.ledger_table),
         dead_letters=DeadLetterQueue(
-            sqs, settings.events_dlq_url, failed_by="publisher", version=__version__
+            sqs, settings.events_dlq_url, failed_by="publisher", version=settings.service_version
         ),
         # a busy platform: the message comes back after about 5 s, doubling, up to 15 min
         # (jittered); the local cloud deploys shorter ones, as parameters, not code paths

@@ -49,6 +49,7 @@ def _policy(the: PublishApp) -> ConsumerPolicy[EventToPublish]:
         max_receive_count=the.settings.max_receive_count,
         backoff=the.backoff,
         log=logger,
+        handled_by=f"publisher {the.settings.service_version}",
     )
 
 

@@ -15,7 +15,6 @@ from aws_lambda_powertools import Logger, Tracer
 
 from contracts.messages import FileRef
 from contracts.receipts import DeletionReceipt, receipt_key
-from reaper import __version__
 from reaper.reap import Deletable, FileLedger, Sources
 from reaper.settings import ConsumedSettings, FinishSettings, SweepSettings
 from servicekit.consumer import DeadLetters
@@ -83,7 +82,10 @@ def consumed_app() -> ConsumedApp:
         settings=settings,
         store=Store(boto3.client("dynamodb"), settings.store_table),
         dead_letters=DeadLetterQueue(
-            boto3.client("sqs"), settings.consumed_dlq_url, failed_by="reaper", version=__version__
+            boto3.client("sqs"),
+            settings.consumed_dlq_url,
+            failed_by="reaper",
+            version=settings.service_version,
         ),
     )
 

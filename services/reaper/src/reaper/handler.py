@@ -39,6 +39,7 @@ def _policy(the: ConsumedApp) -> ConsumerPolicy[EventsConsumed]:
         dead_letters=the.dead_letters,
         max_receive_count=the.settings.max_receive_count,
         log=logger,
+        handled_by=f"reaper {the.settings.service_version}",
     )
 
 

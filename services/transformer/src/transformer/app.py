@@ -17,7 +17,6 @@ from contracts.messages import EventToPublish
 from servicekit.consumer import DeadLetters, RecordLedger
 from servicekit.deadletter import DeadLetterQueue
 from servicekit.ledger import Ledger
-from transformer import __version__
 from transformer.settings import Settings
 from transformer.transform import EventSink
 
@@ -73,7 +72,7 @@ def current() -> App:
         settings=settings,
         ledger=Ledger(boto3.client("dynamodb"), settings.ledger_table),
         dead_letters=DeadLetterQueue(
-            sqs, settings.records_dlq_url, failed_by="transformer", version=__version__
+            sqs, settings.records_dlq_url, failed_by="transformer", version=settings.service_version
         ),
         events=QueueEvents(sqs, settings.events_queue_url),
         event_id_key=secret_key(settings.event_id_key_secret),

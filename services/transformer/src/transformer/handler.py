@@ -36,6 +36,7 @@ def _policy(the: App) -> ConsumerPolicy[RecordToTransform]:
         ledger=the.ledger,
         max_receive_count=the.settings.max_receive_count,
         log=logger,
+        handled_by=f"transformer {the.settings.service_version}",
     )
 
 
