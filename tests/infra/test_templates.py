@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -282,3 +283,30 @@ def test_receipts_are_written_where_the_reaper_may_write_and_the_lifecycle_keeps
     (bucket,) = [p for _s, _l, p in resources("AWS::S3::Bucket") if "LifecycleConfiguration" in p]
     prefixes = {r.get("Prefix") for r in bucket["LifecycleConfiguration"]["Rules"]}
     assert RECEIPTS_PREFIX in prefixes
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_readme_documents_its_interface_and_every_setting(service: str) -> None:
+    readme = (ROOT / "services" / service / "README.md").read_text()
+    for heading in (
+        "## Inputs and outputs",
+        "## Failures and dead letters",
+        "## Settings",
+        "## Metrics and alarms",
+        "## Deploy it alone, roll it back",
+    ):
+        assert heading in readme, (service, heading)
+    for _stack, _logical, props in resources("AWS::Lambda::Function"):
+        if _stack != service:
+            continue
+        for variable in props["Environment"]["Variables"]:
+            if not variable.startswith("POWERTOOLS_"):
+                assert f"`{variable}`" in readme, (service, variable)
+    for parameter in T[service].get("Parameters", {}):
+        assert f"`{parameter}`" in readme, (service, parameter)
+    declared = tomllib.loads((ROOT / "services" / service / "pyproject.toml").read_text())
+    for name in [
+        *declared["tool"]["gro"]["contracts"]["produces"],
+        *declared["tool"]["gro"]["contracts"]["accepts"],
+    ]:
+        assert f"`{name}`" in readme, (service, name)

@@ -14,9 +14,17 @@ from contracts.messages import FileRef, RecordToTransform
 from contracts.steps import SplitStepInput
 from servicekit.ledger import Ledger, RecordStatus
 from servicekit.objects import object_version
-from splitter.sender import BatchSender
+from splitter.sender import MAX_BATCH_BYTES, BatchSender
 
 QUARANTINE_PREFIX = "quarantine/"
+# SQS's limit on one message (body as UTF-8, plus attributes), and the records queue's
+# MaximumMessageSize (infra/foundation.yaml).
+MAX_MESSAGE_BYTES = MAX_BATCH_BYTES
+# Kept free for message attributes (none today; a trace or schema attribute is ~100 bytes), so
+# that adding some cannot push a record that fits today over the limit.
+ATTRIBUTES_MARGIN_BYTES = 2_048
+# The most a record's encoded `RecordToTransform` may weigh.
+MAX_BODY_BYTES = MAX_MESSAGE_BYTES - ATTRIBUTES_MARGIN_BYTES
 _MISSING = ("404", "NoSuchKey", "NotFound")
 
 
@@ -78,7 +86,13 @@ class StepFunctionsExecutions:
 
 class QueueSink:
     """Records to the records queue in parallel batches; the ones too large to send, to the
-    ledger as rejected."""
+    ledger as rejected.
+
+    The size that counts is the encoded message's, not the fragment's: JSON escaping (a quote
+    or a newline takes two bytes, a control character six) can take a fragment under the
+    reader's limit past SQS's. Such a record is rejected here, with its ordinal and size, and
+    the split goes on with the next.
+    """
 
     def __init__(self, sender: BatchSender, ledger: Ledger) -> None:
         self.sender = sender
@@ -87,7 +101,11 @@ class QueueSink:
         self.rejected = 0
 
     def emit(self, message: RecordToTransform) -> None:
-        self.sender.add(str(message.ordinal), msgspec.json.encode(message))
+        body = msgspec.json.encode(message)
+        if len(body) > MAX_BODY_BYTES:
+            self.reject(message.file, message.ordinal, too_large_reason(message.ordinal, len(body)))
+            return
+        self.sender.add(str(message.ordinal), body)
         self.emitted += 1
 
     def reject(self, file: FileRef, ordinal: int, reason: str) -> None:
@@ -99,3 +117,11 @@ class QueueSink:
 
     def close(self) -> None:
         self.sender.close()
+
+
+def too_large_reason(ordinal: int, size: int) -> str:
+    """Why a record was not sent: what and where, never its content."""
+    return (
+        f"record {ordinal} is {size} bytes as a queue message, over the {MAX_BODY_BYTES}-byte "
+        f"limit (SQS's {MAX_MESSAGE_BYTES} less {ATTRIBUTES_MARGIN_BYTES} kept for attributes)"
+    )

@@ -1,4 +1,9 @@
-"""Send record messages to SQS in batches of ten, several batches at once, retrying failures."""
+"""Send record messages to SQS in batches of ten, several batches at once, retrying failures.
+
+A batch is also bounded in bytes: SQS refuses a SendMessageBatch whose bodies (and attributes)
+add up to more than 262,144 bytes, whatever each message's own size, so a batch goes out early
+when the next message would take it over.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 BATCH = 10  # SendMessageBatch's limit
+# SendMessageBatch's limit on the sum of its messages' sizes (bodies as UTF-8, and attributes:
+# we send none). The queue's MaximumMessageSize is the same figure (infra/foundation.yaml).
+MAX_BATCH_BYTES = 262_144
 _RETRIES = 5
 DEPTH_CHECK_EVERY = 10  # batches
 MAX_PAUSE_SECONDS = 5.0
@@ -31,15 +39,30 @@ class BatchSender:
         self._limit = concurrency * 2
         self._inflight: set[Future[None]] = set()
         self._pending: list[dict[str, str]] = []
+        self._pending_bytes = 0
 
     def add(self, entry_id: str, body: bytes) -> None:
-        """Queue one message; a full batch goes out at once."""
+        """Queue one message (UTF-8 JSON); a batch goes out once it holds ten, or as soon as
+        this message would take it past MAX_BATCH_BYTES.
+
+        A message over MAX_BATCH_BYTES on its own can never be sent: the caller checks sizes
+        first (`QueueSink` rejects such a record), so this raises ValueError.
+        """
+        size = len(body)
+        if size > MAX_BATCH_BYTES:
+            raise ValueError(
+                f"message {entry_id} is {size} bytes, over SQS's {MAX_BATCH_BYTES}-byte limit"
+            )
+        if self._pending and self._pending_bytes + size > MAX_BATCH_BYTES:
+            self._submit()
         self._pending.append({"Id": entry_id, "MessageBody": body.decode()})
+        self._pending_bytes += size
         if len(self._pending) == BATCH:
             self._submit()
 
     def _submit(self) -> None:
         entries, self._pending = self._pending, []
+        self._pending_bytes = 0
         self._batches += 1
         if self._max_depth and self._batches % DEPTH_CHECK_EVERY == 0:
             self._wait_for_room()

@@ -21,7 +21,8 @@ class RecordSink(Protocol):
     """Where records go."""
 
     def emit(self, message: RecordToTransform) -> None:
-        """Send one record on (may buffer)."""
+        """Send one record on (may buffer). A record the transport cannot carry (too large
+        once encoded) is for the sink to `reject`, not to raise: the split goes on."""
 
     def reject(self, file: FileRef, ordinal: int, reason: str) -> None:
         """Account for a record that cannot be sent at all."""
