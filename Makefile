@@ -21,7 +21,7 @@ test:
 run: bootstrap
 	@mkdir -p build
 	$(UV) run --frozen ingest sample --records 1000 --seed 1 --out build/sample-1000.xml
-	$(UV) run --frozen ingest run build/sample-1000.xml --logs build/run-logs.jsonl
+	$(UV) run --frozen ingest run build/sample-1000.xml --logs build/run-logs.jsonl --traces build/run-traces.jsonl
 
 demo: bootstrap
 	$(UV) run --frozen ingest sample --records 1000 --seed 1 --out /tmp/gro-demo.xml

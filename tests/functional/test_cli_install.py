@@ -74,6 +74,7 @@ def test_the_deploy_choices_are_the_deploy_tools_stacks() -> None:
         pytest.param(["transform", "{file}"], id="transform"),
         pytest.param(["deploy", "--help"], id="deploy-help"),
         pytest.param(["dlq", "redrive", "--help"], id="dlq-help"),
+        pytest.param(["trace", "--help"], id="trace-help"),
     ],
 )
 def test_the_file_commands_load_nothing_of_the_cloud(sample_file: Path, argv: list[str]) -> None:

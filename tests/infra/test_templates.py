@@ -310,3 +310,44 @@ def test_each_service_readme_documents_its_interface_and_every_setting(service: 
         *declared["tool"]["gro"]["contracts"]["accepts"],
     ]:
         assert f"`{name}`" in readme, (service, name)
+
+
+def test_a_file_that_fails_or_stalls_raises_an_alarm() -> None:
+    (alarm,) = [
+        props
+        for _, _, props in resources("AWS::CloudWatch::Alarm")
+        if props.get("Namespace") == "AWS/States"
+    ]
+    assert alarm["MetricName"] == "ExecutionsFailed"
+    assert alarm["Dimensions"][0]["Value"] == {"Ref": "IngestFileStateMachine"}
+    assert alarm["AlarmActions"] == [{"Ref": "OperatorAlerts"}]
+
+
+def _stall_must_exceed(params: dict[str, Any]) -> dict[str, float]:
+    """How long a record may legitimately go on retrying, per queue, from deploy values."""
+    visibility = float(params["VisibilityTimeoutSeconds"])
+    publish_cap = float(params["BackoffCapSeconds"])
+    return {
+        "records-to-transform": float(params["MaxReceiveCount"]) * visibility,
+        "events-to-publish": float(params["PublishMaxReceiveCount"]) * max(visibility, publish_cap),
+    }
+
+
+@pytest.mark.parametrize("where", ["aws", "local"])
+def test_a_file_is_not_called_stalled_while_its_records_may_still_be_retrying(where: str) -> None:
+    from localcloud.deploy import LOCAL_PARAMETERS
+
+    def value(stack: str, name: str) -> str:
+        if where == "local" and name in LOCAL_PARAMETERS.get(stack, {}):
+            return LOCAL_PARAMETERS[stack][name]
+        return str(T[stack]["Parameters"][name]["Default"])
+
+    params = {
+        "VisibilityTimeoutSeconds": value("foundation", "VisibilityTimeoutSeconds"),
+        "MaxReceiveCount": value("foundation", "MaxReceiveCount"),
+        "PublishMaxReceiveCount": value("foundation", "PublishMaxReceiveCount"),
+        "BackoffCapSeconds": value("publisher", "BackoffCapSeconds"),
+    }
+    stall = float(value("reaper", "StallSeconds"))
+    for queue, longest in _stall_must_exceed(params).items():
+        assert stall > longest, (where, queue, stall, longest)

@@ -32,9 +32,10 @@ def test_run_starts_an_embedded_cloud_and_reports_every_stage(tmp_path: Path) ->
     bad = record(registration_id="9", timestamps="")
     path.write_text(good.replace("<RecordCount>6<", bad + "<RecordCount>7<"), encoding="utf-8")
     logs = tmp_path / "logs.jsonl"
+    saved = tmp_path / "traces.jsonl"
 
     done = subprocess.run(
-        ingest_command("run", str(path), "--json", "--logs", str(logs)),
+        ingest_command("run", str(path), "--json", "--logs", str(logs), "--traces", str(saved)),
         capture_output=True,
         text=True,
         timeout=400,
@@ -62,6 +63,22 @@ def test_run_starts_an_embedded_cloud_and_reports_every_stage(tmp_path: Path) ->
     assert (summary["consumed"], summary["deleted"], summary["source_deleted"]) == (6, 6, True)
     assert "Traceback" not in done.stderr
     assert logs.stat().st_size > 0
+
+    # and after the run, with its cloud gone, one record's life from the traces it saved
+    hint = next(line for line in done.stderr.splitlines() if "ingest trace" in line)
+    event_id = hint.split("ingest trace ", 1)[1].split()[0]
+    traced = subprocess.run(
+        ingest_command("trace", event_id, "--from", str(saved), "--json"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment(tmp_path),
+        check=False,
+    )
+    assert traced.returncode == 0, traced.stderr[-2000:]
+    operations = [step["operation"] for step in json.loads(traced.stdout)]
+    for operation in ("split", "transform", "publish", "platform_post", "enrich", "consumed"):
+        assert operation in operations, operations
 
 
 def test_run_of_a_missing_file_says_so_without_starting_anything(tmp_path: Path) -> None:

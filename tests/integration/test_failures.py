@@ -19,6 +19,7 @@ from ingest_cli.follow import Summary, follow, upload
 from ingest_cli.sample import write_sample
 from localcloud.cloud import LocalCloud
 from localcloud.faults import Faults, parse
+from tests.integration.cli import ingest_json
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +195,12 @@ def test_platform_down_dead_letters_every_record_with_its_reason_then_a_redrive_
     assert len(new) == 12 and len(set(new)) == 12
     assert_nothing_left(cloud)
 
+    # and a redriven record's trace shows both lives: dead-lettered, then published
+    outcomes = [
+        s["outcome"] for s in trace_of(cloud, new[0], tmp_path) if s["operation"] == "publish"
+    ]
+    assert "dead_lettered" in outcomes and outcomes[-1] == "published", outcomes
+
 
 def test_a_redrive_while_the_platform_is_still_down_dead_letters_again_and_a_second_one_works(
     cloud: LocalCloud, tmp_path: Path
@@ -314,3 +321,94 @@ def test_enrichment_after_deletion_is_a_404(cloud: LocalCloud, tmp_path: Path) -
             FunctionName="gro-publisher-enrich", Payload=json.dumps({"id": event_id}).encode()
         )
         assert json.loads(answer["Payload"].read()) == {"statusCode": 404}
+
+
+def test_the_functions_metrics_count_what_the_run_summary_reports(
+    cloud: LocalCloud, tmp_path: Path
+) -> None:
+    before = cloud.metrics()
+    summary = ingest(cloud, sample_file(tmp_path, "counted.xml", 15, seed=32))
+    assert summary.ok
+
+    def grew(service: str, name: str) -> float:
+        return cloud.metrics().get(service, {}).get(name, 0) - before.get(service, {}).get(name, 0)
+
+    assert grew("splitter", "RecordsEmitted") == summary.emitted == 15
+    assert grew("transformer", "RecordsTransformed") == summary.transformed
+    assert grew("publisher", "RecordsPublished") == summary.published
+    assert grew("publisher", "EventsCreated") == summary.published
+    assert grew("publisher", "EnrichHits") == 2 * summary.published  # two consumers each
+    assert grew("reaper", "EventsDeleted") == summary.published
+    assert grew("publisher", "PlatformLatency") > 0
+
+
+# -- tracing ---------------------------------------------------------------------------------
+
+
+def trace_of(cloud: LocalCloud, event_id: str, tmp_path: Path) -> list[dict[str, Any]]:
+    """`ingest trace EVENT_ID --json`, as an operator runs it."""
+    assert cloud.xray is not None and cloud.xray.flush()
+    steps: list[dict[str, Any]] = ingest_json(
+        cloud.endpoint, tmp_path / "state", "trace", event_id, timeout=120
+    )
+    return steps
+
+
+def personal_values(path: Path) -> set[str]:
+    """Every name, date of birth, address line and postcode in a generated file."""
+    from lxml import etree
+
+    wanted = {"PersonGivenName", "PersonFamilyName", "PersonBirthDate", "Line", "Postcode"}
+    tree = etree.parse(str(path))
+    return {
+        e.text.strip()
+        for e in tree.iter()
+        if isinstance(e.tag, str)
+        and etree.QName(e).localname in wanted
+        and e.text
+        and len(e.text.strip()) > 3
+    }
+
+
+def test_a_records_trace_shows_every_stage_in_time_order(cloud: LocalCloud, tmp_path: Path) -> None:
+    before = ids_before(cloud)
+    path = sample_file(tmp_path, "traced.xml", 4, seed=33)
+    assert ingest(cloud, path).ok
+    event_id = created_since(cloud, before)[0]
+
+    steps = trace_of(cloud, event_id, tmp_path)
+
+    for step in steps:
+        assert {"service", "operation", "start", "duration_ms", "outcome"} <= set(step)
+    starts = [s["start"] for s in steps]
+    assert starts == sorted(starts)
+    operations = [s["operation"] for s in steps]
+    for operation in ("split", "transform", "publish", "platform_post", "enrich", "consumed"):
+        assert operation in operations, operations
+    first = {op: operations.index(op) for op in ("split", "transform", "publish", "consumed")}
+    assert first["split"] < first["transform"] < first["publish"] < first["consumed"]
+    services = {s["service"] for s in steps}
+    assert {"splitter", "transformer", "publisher", "reaper"} <= services
+    assert all(s.get("service_version") for s in steps if s.get("kind") == "step")
+
+
+def test_no_stored_segment_holds_a_value_of_any_record(cloud: LocalCloud, tmp_path: Path) -> None:
+    path = sample_file(tmp_path, "private.xml", 6, seed=34)
+    assert ingest(cloud, path).ok
+    assert cloud.xray is not None and cloud.xray.flush()
+    xray = cloud.client("xray")
+    summaries = xray.get_trace_summaries(StartTime=time.time() - 3600, EndTime=time.time() + 60)[
+        "TraceSummaries"
+    ]
+    ids = [s["Id"] for s in summaries]
+    assert ids
+    documents = []
+    for start in range(0, len(ids), 5):
+        for trace in xray.batch_get_traces(TraceIds=ids[start : start + 5])["Traces"]:
+            documents += [segment["Document"] for segment in trace["Segments"]]
+    text = "\n".join(documents)
+    assert "event_id" in text  # the scan really reads the pipeline's segments
+    values = personal_values(path)
+    assert values
+    leaked = sorted(v for v in values if v in text)
+    assert leaked == []

@@ -4,10 +4,6 @@ and every record says which release of which service ended it."""
 from __future__ import annotations
 
 import io
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +16,7 @@ from ingest_cli.sample import write_sample
 from localcloud import deploy
 from localcloud.cloud import LocalCloud
 from tests.builders import record
+from tests.integration.cli import ingest_json
 
 RELEASE = "0.2.0-release-test"
 
@@ -44,23 +41,7 @@ def ingest(cloud: LocalCloud, path: Path) -> Summary:
 
 
 def cli(cloud: LocalCloud, tmp_path: Path, *args: str) -> dict[str, Any] | list[Any]:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ingest_cli.main",
-            *args,
-            "--endpoint-url",
-            cloud.endpoint,
-            "--json",
-        ],
-        env={**os.environ, "INGEST_STATE_DIR": str(tmp_path / "state")},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    out: dict[str, Any] | list[Any] = json.loads(done.stdout)
+    out: dict[str, Any] | list[Any] = ingest_json(cloud.endpoint, tmp_path / "state", *args)
     return out
 
 

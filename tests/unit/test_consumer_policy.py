@@ -69,7 +69,8 @@ def policy(recorder: Recorder, handle: Any, max_receive_count: int = 3) -> Consu
         ledger=recorder,
         max_receive_count=max_receive_count,
         log=recorder,
-        handled_by="tester 1.2.3+abc",
+        service="tester",
+        version="1.2.3+abc",
     )
 
 

@@ -156,6 +156,37 @@ def _max_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
+class _FlatPeak(_Peak):
+    """As `_Peak`, and where Linux allows it, the RSS peak measured from a high-water mark reset
+    on entry (`rss_peak`, else None): libxml2's allocations show there, not in tracemalloc."""
+
+    def __enter__(self) -> _FlatPeak:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self._hwm_before: int | None = _high_water_bytes()
+        except OSError:
+            self._hwm_before = None
+        super().__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        after = _high_water_bytes() if self._hwm_before is not None else None
+        self.rss_peak = None if after is None else after - self._hwm_before  # type: ignore[operator]
+
+
+def _high_water_bytes() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 @pytest.fixture
 def listener() -> Iterator[socket.socket]:
     """A local TCP port that records whether anything connected to it."""
@@ -428,6 +459,115 @@ def test_deeply_nested_elements_inside_a_record_are_refused() -> None:
     nest = "<Deep>" * 50_000 + "</Deep>" * 50_000
     err = refuse(extract(record(1, inside=nest) + count(1)))
     assert "not well-formed XML" in err.reason
+
+
+# Limits applied while a file is read, not after: measured before the change (lxml building
+# the whole record, then freeing it) at ~16 MB of RSS and 1.6 s for the record below, ~40 MB for
+# the header; the bounds here are what reading within the limits costs, with room for noise.
+FLAT_PYTHON_BYTES = 4 * 1024 * 1024
+FLAT_RSS_BYTES = 8 * 1024 * 1024
+EMPTY = "<Extra></Extra>"  # 15 bytes: 100,000 of them make a 1.5 MB record
+
+
+@pytest.mark.parametrize("mode", ["check", "records"])
+def test_a_record_of_100000_empty_elements_is_oversized_and_read_in_flat_memory(mode) -> None:
+    data = extract(record(1) + record(2, inside=EMPTY * 100_000) + record(3) + count(3))
+    assert 1_500_000 < len(data) < 1_600_000
+    reader = ExtractReader(io.BytesIO(data))
+    with _FlatPeak() as peak:
+        out = [] if mode == "check" else list(reader.records())
+        if mode == "check":
+            assert reader.check().records == 3
+    assert peak.seconds < TIME_LIMIT_S
+    assert peak.python_peak < FLAT_PYTHON_BYTES
+    if peak.rss_peak is not None:
+        assert peak.rss_peak < FLAT_RSS_BYTES
+    if mode == "records":
+        assert [(type(o), o.ordinal) for o in out] == [
+            (Fragment, 1),
+            (OversizedRecord, 2),
+            (Fragment, 3),
+        ]
+        oversized = out[1]
+        assert isinstance(oversized, OversizedRecord)
+        size = len(record(2, inside=EMPTY * 100_000).strip())
+        assert oversized == OversizedRecord(2, size, line=22, exact=True)
+        assert oversized.reason == f"record 2 (line 22) is {size} bytes, over the 262144-byte limit"
+        assert PLANTED not in oversized.reason
+        assert "Extra" not in oversized.reason
+
+
+@pytest.mark.parametrize("mode", ["check", "records"])
+def test_a_5_mb_element_before_the_first_record_refuses_the_file_quickly_in_flat_memory(
+    mode,
+) -> None:
+    header = f"  <{PLANTED}>" + EMPTY * 350_000 + f"{PLANTED}</{PLANTED}>\n"
+    data = extract(header + record(1) + record(2) + count(2))
+    assert len(data) > 5_000_000
+    reader = ExtractReader(io.BytesIO(data))
+    run = reader.check if mode == "check" else lambda: exhaust(reader.records())
+    with _FlatPeak() as peak, pytest.raises(FileRejectedError) as refused:
+        run()
+    assert peak.seconds < TIME_LIMIT_S
+    assert peak.python_peak < FLAT_PYTHON_BYTES
+    if peak.rss_peak is not None:
+        assert peak.rss_peak < FLAT_RSS_BYTES
+    assert reader.bytes_read < 2 * 1024 * 1024  # refused long before the end of the file
+    err = refused.value
+    assert err.line == 6
+    assert err.reason == (
+        "more than 327680 bytes before the first record hold no record: an element that is not "
+        "a record starts at line 6 (the limit is 262144 bytes)"
+    )
+    assert_no_personal_data(err)
+
+
+@pytest.mark.parametrize(
+    ("body", "where", "line"),
+    [
+        (
+            record(1) + "  <Note>" + EMPTY * 30_000 + "</Note>\n" + record(2) + count(2),
+            "after DeathRegistration 1",
+            22,
+        ),
+        (
+            record(1) + "  <RecordCount>" + EMPTY * 30_000 + "1</RecordCount>\n",
+            "after DeathRegistration 1",
+            22,
+        ),
+        (record(1) + count(1) + "  <Note>" + EMPTY * 30_000 + "</Note>\n", "after RecordCount", 23),
+        (
+            f"  <Note>{PLANTED}" + " " * 400_000 + "</Note>\n" + record(1) + count(1),
+            "before the first record",
+            6,
+        ),
+    ],
+    ids=["between-records", "inside-record-count", "after-record-count", "long-text"],
+)
+def test_a_large_element_at_the_root_is_refused_while_read_naming_its_line_not_its_name(
+    body, where, line
+) -> None:
+    err = refuse(extract(body))
+    assert err.line == line
+    assert f"bytes {where} hold no record" in err.reason
+    assert f"starts at line {line}" in err.reason
+    assert "Note" not in err.reason
+    assert "RecordCount" not in err.reason.replace("after RecordCount", "")
+
+
+@pytest.mark.parametrize(
+    "filler",
+    [" \n" * 450_000, "<!-- " + ". " * 450_000 + " -->"],
+    ids=["whitespace", "comment"],
+)
+def test_a_long_run_of_whitespace_or_a_comment_between_records_is_no_reason_to_refuse(
+    filler,
+) -> None:
+    data = extract(record(1) + filler + record(2) + count(2))
+    assert len(data) > 3 * MAX_RECORD_BYTES
+    assert ExtractReader(io.BytesIO(data)).check().records == 2
+    out = list(ExtractReader(io.BytesIO(data)).records())
+    assert [(type(o), o.ordinal) for o in out] == [(Fragment, 1), (Fragment, 2)]
 
 
 # -- the RecordCount trailer ---------------------------------------------------------------

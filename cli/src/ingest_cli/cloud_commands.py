@@ -210,6 +210,11 @@ def run(args: argparse.Namespace) -> int:
                         or (platform.wait_idle(0) and cloud.pollers and cloud.pollers.idle())
                     ),
                 )
+                if args.traces and cloud.xray is not None:
+                    cloud.xray.flush()
+                    _save_traces(cloud.client, args.traces, summary.file_id)
+    if args.traces and state is not None:
+        _save_traces(_clients_for(state["endpoint"]), args.traces, summary.file_id)
     if args.json:
         print(msgspec.json.encode(summary).decode())
     else:
@@ -217,12 +222,29 @@ def run(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
-def _control(state: dict[str, Any], method: str, body: dict[str, Any] | None = None) -> Any:
+def _save_traces(clients: Callable[[str], Any], path: str, fid: str) -> None:
+    """Keep the run's X-Ray documents (ids, timings and outcomes only) for `ingest trace --from`,
+    and say how to look at one record's life."""
+    from ingest_cli import traces
+
+    documents = traces.fetch(clients("xray"), since_s=6 * 3600, filter_expression=None, local=True)
+    with open(path, "w", encoding="utf-8") as out:
+        for document in documents:
+            out.write(json.dumps(document) + "\n")
+    ids = sorted(traces.event_ids_of_file(documents, fid))
+    _say(f"{len(documents)} trace documents saved in {path}")
+    if ids:
+        _say(f"the life of one record: ingest trace {ids[0]} --from {path}")
+
+
+def _control(
+    state: dict[str, Any], method: str, body: dict[str, Any] | None = None, path: str = "/faults"
+) -> Any:
     url = state.get("control_url")
     if not url:
         raise ValueError("this local cloud has no control endpoint (restart `ingest up`)")
     request = urllib.request.Request(  # noqa: S310 - the loopback URL the cloud wrote itself
-        f"{url}/faults",
+        f"{url}{path}",
         data=json.dumps(body).encode() if body is not None else None,
         method=method,
         headers={"Content-Type": "application/json"},
@@ -269,10 +291,18 @@ class _Stats(msgspec.Struct):
 
 def status(args: argparse.Namespace) -> int:
     """Where a file (or every file) is in the pipeline of the running local cloud."""
-    endpoint = args.endpoint_url or (running_cloud() or {}).get("endpoint")
+    state = running_cloud() if not args.endpoint_url else None
+    endpoint = args.endpoint_url or (state or {}).get("endpoint")
     if not endpoint:
         _say("ingest status: no local cloud is running (start one with `ingest up`)")
         return 1
+    totals = _control(state, "GET", path="/metrics")["metrics"] if state else None
+    if args.metrics:
+        if totals is None:
+            _say("ingest status --metrics: only a running local cloud keeps them (AWS: CloudWatch)")
+            return 1
+        print(json.dumps({"metrics": totals}) if args.json else _format_metrics(totals))
+        return 0
     clients = _clients_for(endpoint)
     export_pages = clients("cloudformation").get_paginator("list_exports").paginate()
     exports = {e["Name"]: e["Value"] for page in export_pages for e in page.get("Exports", [])}
@@ -322,7 +352,17 @@ def status(args: argparse.Namespace) -> int:
             print(f"  redriven: {count} moved {move.replace('_', '-')}")
         if args.file and row["handled_by"]:
             print(f"  ended by: {', '.join(row['handled_by'])}")
+    if totals and not args.json:
+        print(_format_metrics(totals))
     return 0 if rows or not args.file else 1
+
+
+def _format_metrics(totals: dict[str, dict[str, float]]) -> str:
+    lines = ["metrics since the local cloud started (embedded metrics, summed):"]
+    for service, names in sorted(totals.items()):
+        shown = ", ".join(f"{name} {value:g}" for name, value in sorted(names.items()))
+        lines.append(f"  {service}: {shown}")
+    return "\n".join(lines)
 
 
 def _endings(endings: list[RecordEnding]) -> dict[str, Any]:

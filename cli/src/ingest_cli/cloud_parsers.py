@@ -1,5 +1,5 @@
-"""The cloud commands' arguments (`up`, `run`, `status`, `deploy`, `dlq`), and shims that load
-them.
+"""The cloud commands' arguments (`up`, `run`, `status`, `deploy`, `dlq`, `trace`), and shims
+that load them.
 
 The file commands (validate, transform, sample) must start without boto3, moto, the local cloud
 or the deploy tools, which come with the `cloud` extra. So this module imports nothing beyond
@@ -74,6 +74,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--token-url")
     p.add_argument("--client-id")
     p.add_argument("--client-secret")
+    p.add_argument(
+        "--traces",
+        metavar="FILE",
+        help="save the run's traces here, for `ingest trace EVENT_ID --from FILE` after the run",
+    )
     _fault_option(p)
     p.set_defaults(run=_lazy("run", "run"))
 
@@ -81,6 +86,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("file", nargs="?")
     p.add_argument("--endpoint-url")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--metrics",
+        action="store_true",
+        help="only the functions' metrics since the local cloud started, per service",
+    )
     p.set_defaults(run=_lazy("status", "status"))
 
     p = sub.add_parser("deploy", help="package and deploy one stack")
@@ -115,6 +125,44 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(run=_lazy("fault", "fault"))
 
     _add_dlq_parsers(sub)
+    _add_trace_parser(sub)
+
+
+def _add_trace_parser(sub: Any) -> None:
+    """`ingest trace EVENT_ID | --file KEY` (code in `ingest_cli.trace_command`)."""
+    text = (
+        "the life of one record (its steps in time order: service, version, start, duration, "
+        "outcome; both attempts of a redriven one), or with --file a whole file per stage; "
+        "from X-Ray, on the running local cloud, --endpoint-url, or AWS"
+    )
+    p = sub.add_parser("trace", help=text, description=text)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("event_id", nargs="?", metavar="EVENT_ID", help="an event id")
+    what.add_argument(
+        "--file",
+        metavar="KEY",
+        help="a file's key (or file id): count, p50/p95/max duration and failures per stage, "
+        "its slowest and its failed records",
+    )
+    p.add_argument(
+        "--since",
+        type=float,
+        default=24.0,
+        metavar="HOURS",
+        help="look at traces of the last HOURS hours (default 24)",
+    )
+    p.add_argument(
+        "--endpoint-url",
+        help="a local cloud (default: the running `ingest up`, else AWS with your credentials)",
+    )
+    p.add_argument(
+        "--from",
+        dest="from_file",
+        metavar="FILE",
+        help="read the traces a run saved (`ingest run --traces FILE`) instead of X-Ray",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=_lazy("trace", "trace", "ingest_cli.trace_command"))
 
 
 def _add_dlq_parsers(sub: Any) -> None:

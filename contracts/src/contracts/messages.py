@@ -53,6 +53,8 @@ class RecordToTransform(
     file: FileRef
     ordinal: Ordinal
     fragment: str
+    # Deprecated, no longer written: the trace context travels as the message's AWSTraceHeader
+    # system attribute. Kept, optional, so v1 messages still in flight read; v2 drops it.
     trace_header: str | None = None
 
 
@@ -69,6 +71,7 @@ class EventToPublish(
     file: FileRef
     ordinal: Ordinal
     event: DeathNotification
+    # Deprecated, no longer written (see RecordToTransform.trace_header).
     trace_header: str | None = None
 
 

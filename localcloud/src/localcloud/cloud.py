@@ -20,6 +20,7 @@ from localcloud.faults import Faults, FaultSpecError, FaultSwitch
 from localcloud.moto_server import MotoServer
 from localcloud.platform import PlatformSimulator
 from localcloud.pollers import EventSourcePollers
+from localcloud.xray_daemon import XRayDaemon
 
 STATE_FILE = Path(os.environ.get("INGEST_STATE_DIR", Path.home() / ".cache" / "gro-ingest")) / (
     "local-cloud.json"
@@ -63,11 +64,13 @@ class LocalCloud:
         self._port = port
         self._log_file = log_file
         self._log_lock = threading.Lock()
+        self._metrics: dict[str, dict[str, float]] = {}
         self.external = external
         self.say = say
         self.moto: MotoServer | None = None
         self.platform: PlatformSimulator | None = None
         self.pollers: EventSourcePollers | None = None
+        self.xray: XRayDaemon | None = None
         self.outputs: dict[str, str] = {}
         self._sync_stop = threading.Event()
         self._sync_thread: threading.Thread | None = None
@@ -80,12 +83,17 @@ class LocalCloud:
 
     def start(self) -> None:
         """Start moto and the runtime, the platform, deploy every stack, start the pollers."""
+        # The functions trace for real: their SDK (and the runtime, for the function segments)
+        # sends to this daemon, which stores the segments in moto's X-Ray.
+        self.xray = XRayDaemon(self._put_trace_segments)
+        self.xray.start()
         self.moto = MotoServer(
             self._port,
             runtime_path=[bundle.runtime_libraries()],
             log_sink=self._log_line,
             max_containers=2,
             faults=self.faults,
+            xray_daemon_address=self.xray.address,
         )
         self.moto.start()
         self.say(f"local cloud on {self.moto.endpoint}")
@@ -132,7 +140,9 @@ class LocalCloud:
         # a service redeployed from another terminal gets its mappings polled again
         self._sync_thread = threading.Thread(target=self._keep_synced, daemon=True)
         self._sync_thread.start()
-        self.control = ControlServer(self.faults, platform_simulated=self.platform is not None)
+        self.control = ControlServer(
+            self.faults, platform_simulated=self.platform is not None, metrics=self.metrics
+        )
         self.control.start()
         if self.faults.get().specs():
             self.say(f"faults in force: {' '.join(self.faults.get().specs())}")
@@ -148,6 +158,11 @@ class LocalCloud:
             self.pollers.stop()
         if self.platform is not None:
             self.platform.stop()
+        if self.xray is not None:
+            self.xray.stop()
+            lost = self.xray.stats()["lost"]
+            if lost:
+                self.say(f"x-ray daemon: {lost} trace documents could not be stored")
         if self.moto is not None:
             self.moto.stop()
 
@@ -188,6 +203,12 @@ class LocalCloud:
             except Exception as err:  # keep polling whatever one sync met
                 self._log_line("localcloud", json.dumps({"sync_error": type(err).__name__}))
 
+    def _put_trace_segments(self, documents: list[str]) -> dict[str, Any]:
+        answer: dict[str, Any] = self.client("xray").put_trace_segments(
+            TraceSegmentDocuments=documents
+        )
+        return answer
+
     def _enrich(self, event_id: str) -> dict[str, Any]:
         answer = self.client("lambda").invoke(
             FunctionName="gro-publisher-enrich", Payload=json.dumps({"id": event_id}).encode()
@@ -210,9 +231,25 @@ class LocalCloud:
     def _log_deploy(self, line: str) -> None:
         self._log_line("deploy", json.dumps({"message": line}))
 
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """Every embedded metric the functions emitted since this cloud started, summed per
+        service (what CloudWatch would have made of their EMF log lines)."""
+        with self._log_lock:
+            return {service: dict(names) for service, names in self._metrics.items()}
+
+    def _tally(self, record: dict[str, Any]) -> None:
+        """An EMF line (`_aws.CloudWatchMetrics`): add its values to the totals."""
+        service = str(record.get("service", "?"))
+        for directive in record["_aws"].get("CloudWatchMetrics", []):
+            for metric in directive.get("Metrics", []):
+                value = record.get(metric.get("Name"))
+                values = value if isinstance(value, list) else [value]
+                total = sum(v for v in values if isinstance(v, int | float))
+                with self._log_lock:
+                    names = self._metrics.setdefault(service, {})
+                    names[metric["Name"]] = names.get(metric["Name"], 0) + total
+
     def _log_line(self, function: str, line: str) -> None:
-        if self._log_file is None:
-            return
         line = line.rstrip("\n")
         if not line:
             return
@@ -222,6 +259,10 @@ class LocalCloud:
                 record = {"message": record}
         except ValueError:
             record = {"message": line}
+        if isinstance(record.get("_aws"), dict):
+            self._tally(record)
+        if self._log_file is None:
+            return
         record.setdefault("function", function)
         with self._log_lock:
             self._log_file.write(json.dumps(record) + "\n")

@@ -1,6 +1,7 @@
-"""The local cloud's control endpoint on 127.0.0.1: what `ingest fault` talks to while an
-`ingest up` runs in another terminal. Faults only; nothing else of the cloud is reachable here.
+"""The local cloud's control endpoint on 127.0.0.1: what `ingest fault` and `ingest status` talk
+to while an `ingest up` runs in another terminal. Faults and metric totals; nothing else.
 
+    GET    /metrics  {"metrics": {service: {name: total}}}   the functions' embedded metrics
     GET    /faults   {"faults": [spec, ...]}
     PUT    /faults   {"faults": [spec, ...]}   add to what is in force (same kind: replaced)
     DELETE /faults   clear every fault
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -21,10 +23,16 @@ MAX_BODY = 64 * 1024
 class ControlServer:
     """Serves /faults for one FaultSwitch until stopped."""
 
-    def __init__(self, faults: FaultSwitch, *, platform_simulated: bool) -> None:
+    def __init__(
+        self,
+        faults: FaultSwitch,
+        *,
+        platform_simulated: bool,
+        metrics: Callable[[], dict[str, dict[str, float]]] = dict,
+    ) -> None:
         self._faults = faults
         self._simulated = platform_simulated
-        switch, simulated = faults, platform_simulated
+        switch, simulated, tally = faults, platform_simulated, metrics
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: Any) -> None:
@@ -39,6 +47,9 @@ class ControlServer:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:
+                if self.path == "/metrics":
+                    self._answer(200, {"metrics": tally()})
+                    return
                 if self.path != "/faults":
                     self._answer(404, {"error": "not found"})
                     return

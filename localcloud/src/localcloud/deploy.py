@@ -31,7 +31,8 @@ LOCAL_PARAMETERS: dict[str, dict[str, str]] = {
         "BackoffBaseSeconds": "1",
         "BackoffCapSeconds": "4",
     },
-    "reaper": {"FunctionTimeoutSeconds": "5", "StallSeconds": "120"},
+    # longer than a record may legitimately keep retrying here (5 receives x 30 s visibility)
+    "reaper": {"FunctionTimeoutSeconds": "5", "StallSeconds": "300"},
 }
 
 

@@ -7,7 +7,8 @@ Lambda runtime, the pollers), never in a service's code path.
 - `platform=accept-then-fail:P`: a share P of new events are stored by the platform and then
   answered 504, so the retry meets a 409;
 - `crash=SERVICE:P`: a share P of SERVICE's queue invocations handle the first half of their
-  batch, then fail (the whole batch comes back, as after any failed invocation);
+  batch, then fail (the whole batch comes back, as after any failed invocation); a message's
+  third delivery is spared, so the retries outlast the crashes;
 - `kill=splitter:N`: the next split step dies after sending N records, as a Lambda timeout
   would (once); `kill=splitter:N:always`: every one does (the file ends in quarantine);
 - `duplicate=s3-events`: every "Object Created" notice is delivered twice;

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from localcloud import function_segments
 from localcloud.container import END_MARKER
 from localcloud.faults import FaultSwitch
 
@@ -169,6 +170,7 @@ class _Pool:
 
 
 SPLIT_FUNCTION = "gro-splitter-split"
+SPARED_FROM_DELIVERY = 3  # fault crash=SERVICE:P never crashes a message's third delivery
 
 
 class LambdaRuntime:
@@ -183,8 +185,15 @@ class LambdaRuntime:
         log_sink: LogSink | None = None,
         max_containers: int = 2,
         faults: FaultSwitch | None = None,
+        xray_daemon_address: str | None = None,
     ) -> None:
         self._endpoint = endpoint
+        # Where the functions' X-Ray SDK sends its subsegments, and this runtime the function
+        # segments the Lambda service would emit (none without a daemon).
+        self._xray_address = xray_daemon_address
+        self._segments = (
+            function_segments.SegmentSender(xray_daemon_address) if xray_daemon_address else None
+        )
         self._python = python
         self._runtime_path = [str(p) for p in runtime_path]
         self._sink = log_sink or _discard
@@ -202,6 +211,17 @@ class LambdaRuntime:
         self, spec: FunctionSpec, event: Any, *, trace_header: str | None = None
     ) -> InvokeResult:
         """Run one invocation of `spec` in a warm container, or a new one (cold start)."""
+        if self._segments is None:
+            return self._invoke(spec, event, trace_header)
+        # As the Lambda service does: the invocation's segment, the Parent of its trace header.
+        segment = function_segments.begin(spec.name, spec.arn, trace_header)
+        result = self._invoke(spec, event, segment.header)
+        if segment.sampled:
+            end = time.time()
+            self._segments.send(segment.document(end_time=end, error_type=result.error_type))
+        return result
+
+    def _invoke(self, spec: FunctionSpec, event: Any, trace_header: str | None) -> InvokeResult:
         request_id = str(uuid.uuid4())
         event, crash = self._crash(spec, event)
         container, cold = self._acquire(spec)
@@ -246,6 +266,15 @@ class LambdaRuntime:
         share = self._faults.get().crash.get(service)
         records = event.get("Records") if isinstance(event, dict) else None
         if not share or not isinstance(records, list) or not records:
+            return event, None
+        # a message on its third delivery or later is spared: the scenario is a crash that the
+        # retries outlast, not the redrive policy's silent move (`kill` and the DLQ cover that)
+        deliveries = [
+            int(r.get("attributes", {}).get("ApproximateReceiveCount", "1") or 1)
+            for r in records
+            if isinstance(r, dict)
+        ]
+        if max(deliveries, default=1) >= SPARED_FROM_DELIVERY:
             return event, None
         if not self._faults.chance(share):
             return event, None
@@ -371,7 +400,7 @@ class LambdaRuntime:
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": stream,
-            "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+            "AWS_XRAY_DAEMON_ADDRESS": self._xray_address or "127.0.0.1:2000",
             "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
             "LAMBDA_TASK_ROOT": str(spec.code_dir),
             "LOCALCLOUD_FUNCTION_ARN": spec.arn,
@@ -435,4 +464,6 @@ class LambdaRuntime:
             self._cond.notify_all()
         for container in containers:
             container.kill()
+        if self._segments is not None:
+            self._segments.close()
         shutil.rmtree(self._code_root, ignore_errors=True)

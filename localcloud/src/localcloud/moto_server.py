@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from localcloud import message_move
+from localcloud import message_move, trace_patches
 from localcloud.faults import FaultSwitch
 from localcloud.lambda_runtime import FunctionSpec, LambdaRuntime, LogSink
 
@@ -127,6 +127,8 @@ def _install_patches(runtime: LambdaRuntime) -> None:
     Queue.lambda_event_source_mappings = property(lambda _q: {}, lambda _q, _v: None)
     # moto lacks SQS's message-move API (DLQ redrive: HTTP 500); `ingest dlq redrive` needs it.
     message_move.install()
+    # SendMessageBatch drops AWSTraceHeader; X-Ray's backend is not thread-safe.
+    trace_patches.install()
 
 
 def _uninstall_patches() -> None:
@@ -142,6 +144,7 @@ def _uninstall_patches() -> None:
     LambdaFunction._invoke_lambda = _originals.pop("_invoke_lambda")
     del Queue.lambda_event_source_mappings
     message_move.uninstall()
+    trace_patches.uninstall()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -161,6 +164,7 @@ class MotoServer:
         log_sink: LogSink | None = None,
         max_containers: int = 2,
         faults: FaultSwitch | None = None,
+        xray_daemon_address: str | None = None,
     ) -> None:
         self._port = port
         self._runtime_args: dict[str, Any] = {
@@ -168,6 +172,8 @@ class MotoServer:
             "log_sink": log_sink,
             "max_containers": max_containers,
             "faults": faults,
+            # the local X-Ray daemon (localcloud.xray_daemon) the functions send segments to
+            "xray_daemon_address": xray_daemon_address,
         }
         self.region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
         self.endpoint = ""
@@ -199,6 +205,9 @@ class MotoServer:
         self.endpoint = f"http://127.0.0.1:{port}"
         # SFN tasks call http://localhost:$MOTO_PORT, read at each call.
         os.environ["MOTO_PORT"] = str(port)
+        # moto's state lives in this process, not in the server: a server started after another
+        # (tests, a second cloud) must not inherit what the first left behind
+        self._post("/moto-api/reset", None)
         self._post("/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
         self.runtime = LambdaRuntime(endpoint=self.endpoint, **self._runtime_args)
         _install_patches(self.runtime)

@@ -36,7 +36,8 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from contracts.messages import FileRef
+from contracts.messages import FileRef, file_id
+from servicekit import tracing
 from servicekit.errors import PermanentError, TransientError
 from servicekit.ledger import RecordStatus
 
@@ -82,6 +83,24 @@ class Visibility(Protocol):
     def hide(self, record: SQSRecord, seconds: int) -> None: ...
 
 
+class Counter(Protocol):
+    """The part of Powertools Metrics the policy uses (one count per message and outcome)."""
+
+    def add_metric(self, name: str, unit: Any, value: float) -> None: ...
+
+
+# outcome -> the metric it counts as
+_METRIC = {
+    "ok": "MessagesHandled",
+    "published": "RecordsPublished",
+    "rejected": "RecordsRejected",
+    "dead_lettered": "RecordsDeadLettered",
+    "retry": "MessagesRetried",
+    "undecodable": "MessagesUndecodable",
+    "error": "MessagesFailed",
+}
+
+
 class Log(Protocol):
     """The part of a Powertools Logger the policy uses."""
 
@@ -125,10 +144,37 @@ class ConsumerPolicy(Generic[M]):
     entry: Callable[[M], LedgerEntry | None] = _nothing
     on_give_up: Callable[[M], None] = _nothing
     backoff: Backoff | None = None
-    # the release that handles the messages ("publisher 0.1.0+3f2a1c9"), for the ledger
-    handled_by: str | None = None
+    # who handles the messages: on the ledger, on dead letters' spans, in metrics
+    service: str = ""
+    version: str = ""
+    operation: str = ""
+    metrics: Counter | None = None
+
+    @property
+    def handled_by(self) -> str | None:
+        """The release that handles the messages ("publisher 0.1.0+3f2a1c9")."""
+        return f"{self.service} {self.version}".strip() or None
 
     def __call__(self, record: SQSRecord) -> None:
+        """Handle one message under the policy, in a `record` span of its own."""
+        outcome = "error"
+        with tracing.span(
+            "record",
+            service=self.service or None,
+            service_version=self.version or None,
+            operation=self.operation or None,
+        ) as span:
+            try:
+                outcome = self._consume(record, span)
+            except Exception:
+                outcome = "retry"
+                raise
+            finally:
+                span.put_annotation(tracing.OUTCOME, outcome)
+                if self.metrics is not None:
+                    self.metrics.add_metric(name=_METRIC[outcome], unit="Count", value=1)
+
+    def _consume(self, record: SQSRecord, span: Any) -> str:
         attempts = int(record.attributes.approximate_receive_count or 1)
         try:
             message = self.decode(record.body)
@@ -148,8 +194,13 @@ class ConsumerPolicy(Generic[M]):
                 first_received_at=_first_received(record),
             )
             self.log.error("undecodable message dead-lettered", extra={"reason": reason})
-            return
+            return "undecodable"
         entry = self.entry(message)
+        if entry is not None:
+            span.put_annotation(tracing.FILE_ID, file_id(entry.file))
+            span.put_annotation(tracing.ORDINAL, entry.ordinal)
+            if entry.event_id:
+                span.put_annotation(tracing.EVENT_ID, entry.event_id)
         handled = False
         try:
             status = self.handle(message)
@@ -164,7 +215,7 @@ class ConsumerPolicy(Generic[M]):
                 )
         except PermanentError as err:
             self._give_up(record, message, entry, err.reasons, err.status, attempts)
-            return
+            return err.status.value
         except Exception as err:
             if attempts < self.max_receive_count:
                 if isinstance(err, TransientError) and self.backoff is not None:
@@ -184,8 +235,10 @@ class ConsumerPolicy(Generic[M]):
                     first_received_at=_first_received(record),
                 )
                 self.log.error("message dead-lettered", extra={**_ids(entry), "reasons": [reason]})
-                return
+                return RecordStatus.DEAD_LETTERED.value
             self._give_up(record, message, entry, (reason,), RecordStatus.DEAD_LETTERED, attempts)
+            return RecordStatus.DEAD_LETTERED.value
+        return status.value if status is not None else "ok"
 
     def _give_up(
         self,

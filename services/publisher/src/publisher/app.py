@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import boto3
 import msgspec
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities import parameters
 
@@ -21,11 +21,13 @@ from servicekit.consumer import Backoff, DeadLetters, RecordLedger, SqsVisibilit
 from servicekit.deadletter import DeadLetterQueue
 from servicekit.ledger import Ledger
 from servicekit.store import Store
+from servicekit.tracing import METRICS_NAMESPACE
 
 logger = Logger(service="publisher")
 tracer = Tracer(service="publisher")
+# CloudWatch embedded metrics, flushed at the end of each invocation (`@metrics.log_metrics`)
+metrics = Metrics(namespace=METRICS_NAMESPACE, service="publisher")
 SECRET_MAX_AGE_SECONDS = 300
-METRICS_NAMESPACE = "GroIngest"
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,13 @@ def _credentials(secret_name: str) -> Callable[[bool], ClientCredentials]:
     return read
 
 
+def _platform_answered(status: int, seconds: float) -> None:
+    """Platform latency, and throttles (429, 5xx, unreachable), as metrics."""
+    metrics.add_metric(name="PlatformLatency", unit=MetricUnit.Milliseconds, value=seconds * 1000)
+    if status == 0 or status == 429 or status >= 500:
+        metrics.add_metric(name="PlatformThrottled", unit=MetricUnit.Count, value=1)
+
+
 def _credentials_refused(status: int) -> None:
     """Visible, not silent: a log line and a metric an alarm can watch."""
     logger.warning(
@@ -90,6 +99,7 @@ def publish_app() -> PublishApp:
             credentials=_credentials(settings.platform_client_secret_name),
             timeout_seconds=settings.http_timeout_seconds,
             on_credentials_refused=_credentials_refused,
+            on_answer=_platform_answered,
         ),
         ledger=Ledger(dynamodb, settings.ledger_table),
         dead_letters=DeadLetterQueue(

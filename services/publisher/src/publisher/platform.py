@@ -22,9 +22,12 @@ import msgspec
 import urllib3
 
 from contracts.events import MinimalEvent
+from servicekit import tracing
 from servicekit.errors import PermanentError, TransientError
 
 REFRESH_MARGIN_SECONDS = 60
+# the platform's answer, as the trace's outcome of a POST (the status is in its http meta)
+_OUTCOMES = {201: "created", 409: "duplicate", 401: "token_refused", 429: "retry"}
 
 
 class TransientPlatformError(TransientError):
@@ -64,11 +67,13 @@ class PlatformClient:
         timeout_seconds: float = 10.0,
         http: Any = None,
         on_credentials_refused: Callable[[int], None] = lambda _status: None,
+        on_answer: Callable[[int, float], None] = lambda _status, _seconds: None,
     ) -> None:
         self._events_url = platform_url.rstrip("/") + "/events"
         self._token_url = token_url
         self._credentials = credentials
         self._on_refused = on_credentials_refused
+        self._on_answer = on_answer  # (status, seconds) of each POST: latency and throttles
         self._reread_credentials = False
         self._http = http or urllib3.PoolManager(
             timeout=urllib3.Timeout(total=timeout_seconds), retries=False
@@ -121,21 +126,34 @@ class PlatformClient:
         body = msgspec.json.encode(event)
         for attempt in range(2):
             token = self._bearer(renew=attempt > 0)
-            try:
-                answer = self._http.request(
-                    "POST",
-                    self._events_url,
-                    body=body,
-                    headers={
-                        "Content-Type": "application/json",
-                        "Authorization": f"Bearer {token}",
-                    },
+            # urllib3 2 is not patched by the X-Ray SDK: the call gets its span and carries the
+            # trace header by hand, so the platform's side can join the record's trace
+            with tracing.span("platform POST /events", operation="platform_post") as span:
+                span.put_http_meta("method", "POST")
+                span.put_http_meta("url", self._events_url)
+                headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+                trace_header = tracing.header()
+                if trace_header:
+                    headers["X-Amzn-Trace-Id"] = trace_header
+                started = time.monotonic()
+                try:
+                    answer = self._http.request(
+                        "POST", self._events_url, body=body, headers=headers
+                    )
+                except urllib3.exceptions.HTTPError as err:
+                    span.add_fault_flag()
+                    self._on_answer(0, time.monotonic() - started)
+                    raise TransientPlatformError(
+                        f"platform unreachable: {type(err).__name__}"
+                    ) from None
+                status = int(answer.status)
+                span.put_http_meta("status", status)
+                span.put_annotation(
+                    "outcome", _OUTCOMES.get(status, "refused" if status < 500 else "retry")
                 )
-            except urllib3.exceptions.HTTPError as err:
-                raise TransientPlatformError(
-                    f"platform unreachable: {type(err).__name__}"
-                ) from None
-            status = int(answer.status)
+                self._on_answer(status, time.monotonic() - started)
+                if status == 429 or status >= 500:
+                    span.add_fault_flag()
             if status in (201, 409):
                 return status
             if status == 401 and attempt == 0:

@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 import msgspec
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer
 
 from contracts.messages import FileRef
 from contracts.receipts import DeletionReceipt, receipt_key
@@ -22,9 +22,12 @@ from servicekit.deadletter import DeadLetterQueue
 from servicekit.ledger import Ledger
 from servicekit.objects import object_version
 from servicekit.store import Store
+from servicekit.tracing import METRICS_NAMESPACE
 
-logger = Logger(service="reaper")
+logger = Logger(service="{svc}")
 tracer = Tracer(service="reaper")
+# CloudWatch embedded metrics, flushed at the end of each invocation (`@metrics.log_metrics`)
+metrics = Metrics(namespace=METRICS_NAMESPACE, service="reaper")
 
 
 @dataclass(frozen=True)

@@ -8,17 +8,19 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from contracts.messages import EventsConsumed, file_id
 from reaper import app
-from reaper.app import ConsumedApp, logger, tracer
+from reaper.app import ConsumedApp, logger, metrics, tracer
 from reaper.interface import read_finish_input, read_notice
 from reaper.reap import RecordsUnaccountedError
 from reaper.reap import consumed as delete_consumed
 from reaper.reap import finish_file as finish
 from reaper.reap import sweep as sweep_expired
+from servicekit import tracing
 from servicekit.consumer import ConsumerPolicy, consume
 from servicekit.ledger import RecordStatus
 
@@ -27,8 +29,9 @@ __all__ = ["RecordsUnaccountedError", "consumed", "finish_file", "sweep"]
 
 def _policy(the: ConsumedApp) -> ConsumerPolicy[EventsConsumed]:
     def handle(notice: EventsConsumed) -> RecordStatus | None:
-        tracer.put_annotation("event_id", notice.id)
+        tracing.annotate(event_id=notice.id)
         delete_consumed(notice, store=the.store)
+        metrics.add_metric(name="EventsDeleted", unit=MetricUnit.Count, value=1)
         logger.info("consumed event deleted", extra={"event_id": notice.id})
         return None  # the record was counted when it was published
 
@@ -39,11 +42,15 @@ def _policy(the: ConsumedApp) -> ConsumerPolicy[EventsConsumed]:
         dead_letters=the.dead_letters,
         max_receive_count=the.settings.max_receive_count,
         log=logger,
-        handled_by=f"reaper {the.settings.service_version}",
+        service="reaper",
+        version=the.settings.service_version,
+        operation="consumed",
+        metrics=metrics,
     )
 
 
 @logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def consumed(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     """Every consumer is done with these events: delete them from the store."""
@@ -51,13 +58,19 @@ def consumed(event: dict[str, Any], context: LambdaContext) -> PartialItemFailur
 
 
 @logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def finish_file(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """If every emitted record is terminal: delete the source, write a receipt, say finished."""
     state = read_finish_input(event)
     the = app.finish_app()
     fid = file_id(state.file)
-    tracer.put_annotation("file_id", fid)
+    tracing.annotate(
+        service="reaper",
+        service_version=the.settings.service_version,
+        operation="finish_file",
+        file_id=fid,
+    )
     logger.append_keys(file_id=fid)
     try:
         out = finish(
@@ -70,17 +83,23 @@ def finish_file(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
     except RecordsUnaccountedError as err:
         logger.error("file stalled", extra={"reason": str(err)})
         raise
+    tracing.annotate(outcome="finished" if out.finished else "waiting")
+    metrics.add_metric(name="FileChecks", unit=MetricUnit.Count, value=1)
     if out.finished:
+        metrics.add_metric(name="FilesFinished", unit=MetricUnit.Count, value=1)
         logger.info("file finished; source deleted", extra=msgspec.to_builtins(out.counts))
     out_dict: dict[str, Any] = msgspec.to_builtins(out)
     return out_dict
 
 
 @logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def sweep(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Retention: delete every stored event past its expiry, consumed or not."""
     the = app.sweep_app()
     deleted = sweep_expired(store=the.store, now=the.clock())
+    tracing.annotate(service="reaper", operation="sweep", outcome="ok")
+    metrics.add_metric(name="ExpiredDeleted", unit=MetricUnit.Count, value=deleted)
     logger.info("retention sweep", extra={"deleted": deleted})
     return {"deleted": deleted}

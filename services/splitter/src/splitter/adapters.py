@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 
 from contracts.messages import FileRef, RecordToTransform
 from contracts.steps import SplitStepInput
+from servicekit import tracing
 from servicekit.ledger import Ledger, RecordStatus
 from servicekit.objects import object_version
 from splitter.sender import MAX_BATCH_BYTES, BatchSender
@@ -105,7 +106,9 @@ class QueueSink:
         if len(body) > MAX_BODY_BYTES:
             self.reject(message.file, message.ordinal, too_large_reason(message.ordinal, len(body)))
             return
-        self.sender.add(str(message.ordinal), body)
+        # each record starts a trace of its own (a file's million records in one trace would be
+        # unreadable); its file_id annotation ties it to the split step that emitted it
+        self.sender.add(str(message.ordinal), body, trace_header=tracing.new_trace())
         self.emitted += 1
 
     def reject(self, file: FileRef, ordinal: int, reason: str) -> None:

@@ -1,14 +1,21 @@
 """Streaming reader of GRO death extracts: whole-file checks and one fragment per record.
 
 lxml's pull parser does all the XML work (well-formedness, namespaces, UTF-8); we feed it the
-stream a chunk at a time and drop every record element once it has ended, so memory stays
+stream a piece at a time and drop every record element once it has ended, so memory stays
 constant whatever the file size. Each record leaves as the exact bytes it had in the file: we
 slice them out of the chunk we just fed, which costs a `bytes.find` instead of re-serialising
 the element. Where the lexical layout is anything but plain (comments, CDATA, attributes on a
 record) the slicer gives up for the rest of the file and `etree.tostring` takes over: slower,
 always right.
 
-Nothing here quotes the file's content in an error: messages name elements, ordinals, lines.
+Size is bounded while the file is read, not after: the parser is fed at most `FEED_BYTES` at a
+time, and between two feeds we look at what it has built. A record that runs past
+`MAX_RECORD_BYTES` stops being built (its finished children are freed as they come) and is
+reported as an `OversizedRecord` when it ends; the records after it come out as usual. Content
+at the root that is not a record and runs past the same limit refuses the file there and then.
+
+Nothing here quotes the text of the file in an error: messages name ordinals, lines, sizes and
+element names.
 """
 
 from __future__ import annotations
@@ -28,7 +35,12 @@ ROOT_TAG = f"{{{NS_GRO}}}DeathRegistrationGroup"
 ANY_ROOT_TAG = "{*}DeathRegistrationGroup"
 
 CHUNK_BYTES = 1 << 20
+# The parser is fed at most this much between two looks at what it has built: the most a
+# record (or anything else) can grow past a limit before we notice. Small enough that 64 KiB
+# of empty elements builds a few MB at worst; large enough that the extra feeds cost nothing.
+FEED_BYTES = 64 * 1024
 # A real record is about 1.5 KB; anything past this is not a record we can carry on a queue.
+# The same limit bounds anything at the root that is not a record (a header, a stray element).
 MAX_RECORD_BYTES = 256 * 1024
 # How much of the start of a file is looked at before parsing (BOM, declaration, DOCTYPE, root).
 HEAD_BYTES = 64 * 1024
@@ -104,15 +116,23 @@ class Fragment(NamedTuple):
 
 
 class OversizedRecord(NamedTuple):
-    """A record too large to carry: reported, never emitted, never silently dropped."""
+    """A record too large to carry: reported, never emitted, never silently dropped.
+
+    `size` is the record's size in bytes; when `exact` is false it is a lower bound (the record
+    was not kept whole, and where it began or ended is only known to within one feed).
+    """
 
     ordinal: int
     size: int
+    line: int | None = None
+    exact: bool = True
 
     @property
     def reason(self) -> str:
-        """Why the record was not emitted."""
-        return f"record is {self.size} bytes, over the {MAX_RECORD_BYTES}-byte limit"
+        """Why the record was not emitted: ordinal, line and size, never its content."""
+        where = f"record {self.ordinal}" + (f" (line {self.line})" if self.line else "")
+        size = f"{self.size} bytes" if self.exact else f"more than {self.size} bytes"
+        return f"{where} is {size}, over the {MAX_RECORD_BYTES}-byte limit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,15 +167,31 @@ def _ns_declarations(nsmap: dict[str | None, str]) -> bytes:
     return "".join(parts).encode()
 
 
+def _prune(el: etree._Element) -> None:
+    """Free every finished part of an element the parser is still building.
+
+    Along the path the parser is on (the element, its last child, that child's last child...)
+    every element child but the last is removed, with its tail: those have ended. The last child
+    of each element on the path stays, and so does the node libxml2 is appending text to, so the
+    parser never finds the tree changed under it.
+    """
+    while (n := len(el)) > 0:
+        if n > 1:
+            del el[: n - 1]
+        el = el[0]
+
+
 class ExtractReader:
     """One pass over one extract. Iterate `records()` (or call `check()`) once."""
 
     def __init__(self, stream: BinaryIO, *, chunk_bytes: int = CHUNK_BYTES) -> None:
         self._stream = stream
         self._chunk_bytes = chunk_bytes
+        # the root's start (to watch what comes before the first record), and each record's
+        # start and end (to watch a record while it is read)
         self._parser = etree.XMLPullParser(
-            events=("end",),
-            tag=(RECORD_TAG, COUNT_TAG),
+            events=("start", "end"),
+            tag=(RECORD_TAG, COUNT_TAG, ROOT_TAG),
             encoding="utf-8",
             **_HARDENED,
         )
@@ -165,8 +201,22 @@ class ExtractReader:
         self.records_sliced = 0
         self.bytes_read = 0
         self._sniffed_root = False
+        # size watch: bytes fed to the parser, the record being read and where it was seen
+        # starting, and where the last record (or the root's start tag) was seen ending
+        self._fed = 0
+        self._fed_before = 0
+        self._open: etree._Element | None = None
+        self._open_at = 0
+        self._boundary = 0
+        # a record past the limit, being read without being kept
+        self._cutting = False
+        self._cut_end_tag = b""
+        self._cut_start: int | None = None
+        self._at_end_tag = False  # the last feed was the '>' of a possible end of that record
+        self._carry = b""  # the end of the previous chunk, for an end tag split across two
         # slicing state
         self._buf = bytearray()
+        self._base = 0  # offset in the file of _buf[0]
         self._pos = 0
         self._slicing = True
         self._start_tag = b""
@@ -210,21 +260,59 @@ class ExtractReader:
             if emit_from is not None and self._slicing:
                 self._buf += data
             try:
-                self._parser.feed(data)
-                yield from self._drain(emit_from)
+                yield from self._feed(data, emit_from)
             except etree.XMLSyntaxError as err:
                 raise _syntax_error(err) from None
             if not self._sniffed_root and self.bytes_read > MAX_PROLOG_BYTES:
                 raise FileRejectedError("no DeathRegistrationGroup root element in the first MiB")
+            self._carry = (self._carry + data)[-256:] if len(data) < 256 else data[-256:]
             if emit_from is not None and self._slicing:
-                del self._buf[: self._pos]
-                self._pos = 0
+                # keep the bytes from the end of the last record on; none of a record being
+                # read without being kept (its end is found again when it comes)
+                done = len(self._buf) if self._cutting else self._pos
+                del self._buf[:done]
+                self._base += done
+                self._pos -= done
         try:
             self._parser.close()
         except etree.XMLSyntaxError as err:
             raise _syntax_error(err, at_end=True) from None
         yield from self._drain(emit_from)
         self._check_end()
+
+    def _feed(self, data: bytes, emit_from: int | None) -> Iterator[Fragment | OversizedRecord]:
+        """Feed one chunk a piece at a time, looking at what was built after each piece."""
+        size = len(data)
+        at = 0
+        while at < size:
+            if self._cutting:
+                stop, self._at_end_tag = self._cut_stop(data, at)
+            else:
+                # up to the next multiple of FEED_BYTES in the file, so that the limits below are
+                # judged at the same offsets whatever the chunk size
+                stop = min(at + FEED_BYTES - self._fed % FEED_BYTES, size)
+            self._parser.feed(data if at == 0 and stop == size else data[at:stop])
+            self._fed_before = self._fed
+            self._fed += stop - at
+            at = stop
+            yield from self._drain(emit_from)
+            self._watch()
+
+    def _watch(self) -> None:
+        """After each piece: keep a record past the limit from being built; refuse anything
+        else at the root that runs past it.
+
+        Limits are judged only at multiples of FEED_BYTES, from the multiple at or after where
+        the record started (or the last one ended): whether a record is cut depends on the file
+        alone, never on how it was read.
+        """
+        if self._open is not None:
+            if self._cutting:
+                _prune(self._open)
+            elif self._fed % FEED_BYTES == 0 and self._fed - self._open_at > MAX_RECORD_BYTES:
+                self._start_cutting(self._open)
+        elif self._fed % FEED_BYTES == 0 and self._fed - self._boundary > MAX_RECORD_BYTES:
+            self._check_not_records()
 
     def _check_head(self, data: bytes) -> None:
         if not data.strip():
@@ -271,18 +359,24 @@ class ExtractReader:
             )
 
     def _drain(self, emit_from: int | None) -> Iterator[Fragment | OversizedRecord]:
-        for _, el in self._parser.read_events():
-            if self._root is None:
-                self._adopt_root(el)
-            if el.tag == RECORD_TAG:
+        for event, el in self._parser.read_events():
+            tag = el.tag
+            if event == "start":
+                if tag == RECORD_TAG:
+                    self._record_started(el)
+                elif tag == ROOT_TAG and self._root is None:
+                    self._adopt_root(el, is_root=True)
+            elif tag == RECORD_TAG:
                 out = self._record_ended(el, emit_from)
                 if out is not None:
                     yield out
-            elif el.tag == COUNT_TAG:
+            elif tag == COUNT_TAG:
+                if self._root is None:
+                    self._adopt_root(el)
                 self._count_ended(el)
 
-    def _adopt_root(self, el: etree._Element) -> None:
-        root = el.getparent()
+    def _adopt_root(self, el: etree._Element, *, is_root: bool = False) -> None:
+        root = el if is_root else el.getparent()
         if root is None or root.getparent() is not None:
             raise FileRejectedError(
                 f"{etree.QName(el).localname} is not a child of the root element",
@@ -291,6 +385,21 @@ class ExtractReader:
         self._check_root(root)
         self._root = root
         self._ns_decls = _ns_declarations(dict(root.nsmap))
+        self._boundary = self._feed_mark()
+
+    def _record_started(self, el: etree._Element) -> None:
+        if self._root is None:
+            self._adopt_root(el)
+        root = self._root
+        if self._open is None and el.getparent() is root:
+            self._open = el
+            self._open_at = self._feed_mark()
+            # Nothing but whitespace may precede a record now (earlier records are gone, and a
+            # stray element is refused when the record ends). Drop it, so that removing the
+            # record later leaves the root empty: were a text node left last, libxml2 would go
+            # on appending a long tail still being parsed to it, with the removed tail's length
+            # (a heap overflow, seen with over 300 bytes of CRLF whitespace between records).
+            root.text = None
 
     def _record_ended(
         self, el: etree._Element, emit_from: int | None
@@ -306,15 +415,19 @@ class ExtractReader:
             self._record_out_of_place(el, ordinal)
         self.records_seen = ordinal
         out: Fragment | OversizedRecord | None = None
-        if emit_from is not None:
+        if self._cutting:
+            out = self._cut_record_ended(el, ordinal, emit_from)
+        elif emit_from is not None:
             xml = self._slice(el, ordinal == 1) if self._slicing else None
             if ordinal >= emit_from:
                 if xml is None:
                     xml = etree.tostring(el, encoding="utf-8", with_tail=False)
                 if len(xml) > MAX_RECORD_BYTES:
-                    out = OversizedRecord(ordinal, len(xml))
+                    out = OversizedRecord(ordinal, len(xml), el.sourceline)
                 else:
                     out = Fragment(ordinal, xml)
+        self._open = None
+        self._boundary = self._feed_mark()
         root.remove(el)  # type: ignore[union-attr]
         return out
 
@@ -355,6 +468,7 @@ class ExtractReader:
         if not text.isascii() or not text.isdigit():
             raise FileRejectedError("RecordCount is not a whole number", line=el.sourceline)
         self._record_count = int(text)
+        self._boundary = self._feed_mark()
 
     def _check_end(self) -> None:
         root = self._root
@@ -377,21 +491,118 @@ class ExtractReader:
                 f"{self.records_seen} DeathRegistration records"
             )
 
+    # -- size limits while reading ----------------------------------------------------------
+
+    def _feed_mark(self) -> int:
+        """The first multiple of FEED_BYTES at or after what has been fed: an offset at or after
+        the event just seen, and the same whatever the chunk size."""
+        return -(-self._fed // FEED_BYTES) * FEED_BYTES
+
+    def _check_not_records(self) -> None:
+        """Far past the last record and none open: refuse if an element is what is there."""
+        root = self._root
+        if root is None:
+            return  # still before the root: the prolog limit applies
+        for child in root:
+            if child.tag == COUNT_TAG and self._record_count is not None:
+                continue  # the trailer, read and checked
+            if self._record_count is not None:
+                where = "after RecordCount"
+            elif self.records_seen:
+                where = f"after DeathRegistration {self.records_seen}"
+            else:
+                where = "before the first record"
+            raise FileRejectedError(
+                f"more than {self._fed - self._boundary} bytes {where} hold no record: "
+                f"an element that is not a record starts at line {child.sourceline} "
+                f"(the limit is {MAX_RECORD_BYTES} bytes)",
+                line=child.sourceline,
+            )
+
+    def _start_cutting(self, el: etree._Element) -> None:
+        """The record being read is past the limit: stop keeping it."""
+        self._cutting = True
+        name = "DeathRegistration" if el.prefix is None else f"{el.prefix}:DeathRegistration"
+        self._cut_end_tag = f"</{name}>".encode()
+        self._cut_start = self._find_cut_start(el)
+        _prune(el)
+
+    def _find_cut_start(self, el: etree._Element) -> int | None:
+        """Where in the file the record being cut began, if the slicer's buffer still says so
+        for certain. Only its reported size depends on this."""
+        if not self._slicing or not self._buf:
+            return None
+        if self._start_tag and el.prefix != self._tag_prefix:
+            self._stop_slicing()
+            return None
+        if not self._start_tag:
+            self._set_record_tag(el.prefix)
+        start = self._find_start(self.records_seen == 0)
+        if start < 0 or self._base + start >= self._open_at:
+            return None
+        return self._base + start
+
+    def _cut_stop(self, data: bytes, at: int) -> tuple[int, bool]:
+        """How far to feed while a record is being cut, and whether that is the '>' of what may
+        be its end tag.
+
+        Each candidate end tag is fed in two steps, up to its '>' and then the '>' alone. If the
+        record ends on the second, its end is known to the byte: the slicer can carry on after
+        it. If it ends anywhere else (an end tag spelled with spaces, or split in a way this
+        does not see), the slicer stops for the rest of the file: slower, still right.
+        """
+        tag = self._cut_end_tag
+        n = len(tag)
+        gt = -1
+        if at < n - 1 and self._carry:
+            # an end tag that began in the previous chunk
+            head = self._carry[-(n - 1) :]
+            i = (head + data[: n - 1]).find(tag)
+            if i >= 0 and i + n - 1 - len(head) >= at:
+                gt = i + n - 1 - len(head)
+        if gt < 0:
+            i = data.find(tag, max(0, at - n + 1), at + FEED_BYTES + n)
+            if i >= 0:
+                gt = i + n - 1
+        if gt < 0:
+            return min(at + FEED_BYTES, len(data)), False
+        if gt > at:
+            return gt, False
+        return gt + 1, True
+
+    def _cut_record_ended(
+        self, el: etree._Element, ordinal: int, emit_from: int | None
+    ) -> OversizedRecord | None:
+        self._cutting = False
+        end = self._fed if self._at_end_tag else None
+        if emit_from is not None and self._slicing:
+            if end is None or end < self._base:
+                self._stop_slicing()
+            else:
+                self._pos = end - self._base
+        start = self._cut_start
+        if start is not None and end is not None:
+            size, exact = end - start, True
+        else:
+            size, exact = (end if end is not None else self._fed_before) - self._open_at, False
+        if emit_from is None or ordinal < emit_from:
+            return None
+        return OversizedRecord(ordinal, size, el.sourceline, exact)
+
     # -- slicing ----------------------------------------------------------------------------
 
-    def _slice(self, el: etree._Element, first: bool) -> bytes | None:
-        """The record's own bytes, or None (and slicing off for good) if the layout is odd."""
-        if el.prefix != self._tag_prefix or not self._start_tag:
-            if self._start_tag:
-                self._slicing = False
-                return None
-            self._set_record_tag(el.prefix)
+    def _stop_slicing(self) -> None:
+        self._slicing = False
+        self._buf = bytearray()
+
+    def _find_start(self, first: bool) -> int:
+        """Where the next record's start tag is in the buffer, or -1 if the layout before it
+        is anything but plain."""
         buf = self._buf
         pos = self._pos
         start = buf.find(self._start_tag, pos)
         if start < 0:
-            self._slicing = False
-            return None
+            return -1
         if first:
             gap = bytes(buf[pos:start])
             odd = (
@@ -402,18 +613,31 @@ class ExtractReader:
         else:
             # between two records only whitespace may stand: any markup there is a surprise
             odd = buf.find(b"<", pos, start) >= 0
+        return -1 if odd else start
+
+    def _slice(self, el: etree._Element, first: bool) -> bytes | None:
+        """The record's own bytes, or None (and slicing off for good) if the layout is odd."""
+        if el.prefix != self._tag_prefix or not self._start_tag:
+            if self._start_tag:
+                self._stop_slicing()
+                return None
+            self._set_record_tag(el.prefix)
+        buf = self._buf
+        start = self._find_start(first)
+        if start < 0:
+            self._stop_slicing()
+            return None
         end = buf.find(self._end_tag, start)
         inner_start = start + len(self._start_tag)
         # comments, CDATA, PIs or a nested element of the same name: leave it to tostring
         # (three memchr-fast finds beat one regex with alternation by ~3 us a record)
         if (
-            odd
-            or end < 0
+            end < 0
             or buf.find(b"<!", inner_start, end) >= 0
             or buf.find(b"<?", inner_start, end) >= 0
             or buf.find(self._open_prefix, inner_start, end) >= 0
         ):
-            self._slicing = False
+            self._stop_slicing()
             return None
         self._pos = end + len(self._end_tag)
         self.records_sliced += 1

@@ -5,20 +5,21 @@ Each parses its event, calls the domain (`splitter.ingest`) with the container's
 
 from __future__ import annotations
 
-import os
 from typing import Any
 from urllib.parse import unquote_plus
 
 import msgspec
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from contracts.messages import FileRef, file_id
+from servicekit import tracing
 from servicekit.consumer import consume
 from splitter import app
-from splitter.app import StartApp, logger, tracer
+from splitter.app import StartApp, logger, metrics, tracer
 from splitter.ingest import (
     FileRefusedError,
     quarantine_failed,
@@ -35,13 +36,20 @@ __all__ = ["FileRefusedError", "quarantine", "split", "start"]
 
 
 @logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def split(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """One step of the ingest-file state machine: split from the cursor until time runs out."""
     state = read_split_input(event)
     the = app.split_app()
     fid = file_id(state.file)
-    tracer.put_annotation("file_id", fid)
+    tracing.annotate(
+        service="splitter",
+        service_version=the.settings.service_version,
+        operation="split",
+        file_id=fid,
+        from_ordinal=state.cursor.emitted + 1,
+    )
     logger.append_keys(file_id=fid)
     sink = the.new_sink()
     try:
@@ -56,13 +64,17 @@ def split(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                 SAFETY_SECONDS,
             ),
             default_wait_seconds=the.settings.record_wait_seconds,
-            trace_header=os.environ.get("_X_AMZN_TRACE_ID"),
         )
     except FileRefusedError as err:
+        tracing.annotate(outcome="refused")
+        metrics.add_metric(name="FilesRefused", unit=MetricUnit.Count, value=1)
         logger.warning("file refused", extra={"reason": str(err)})
         raise
     finally:
         sink.close()
+    tracing.annotate(to_ordinal=out.cursor.emitted, outcome="done" if out.done else "more")
+    metrics.add_metric(name="RecordsEmitted", unit=MetricUnit.Count, value=sink.emitted)
+    metrics.add_metric(name="RecordsOversized", unit=MetricUnit.Count, value=sink.rejected)
     logger.info(
         "split step",
         extra={
@@ -76,15 +88,23 @@ def split(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 @logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def quarantine(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """The state machine's last word on a split that failed for good: quarantine the file."""
     state = read_quarantine_input(event)
     the = app.quarantine_app()
     fid = file_id(state.file)
-    tracer.put_annotation("file_id", fid)
+    tracing.annotate(
+        service="splitter",
+        service_version=the.settings.service_version,
+        operation="quarantine",
+        file_id=fid,
+        outcome="quarantined",
+    )
     logger.append_keys(file_id=fid)
     reason = quarantine_failed(state, files=the.files, ledger=the.ledger)
+    metrics.add_metric(name="FilesQuarantined", unit=MetricUnit.Count, value=1)
     logger.error("split failed; file quarantined", extra={"reason": reason})
     return {"file_id": fid, "reason": reason}
 
@@ -117,10 +137,14 @@ def _start_one(the: StartApp, record: SQSRecord) -> None:
         )
         return
     fid, new = started
+    metrics.add_metric(
+        name="IngestsStarted" if new else "IngestsAlreadyStarted", unit=MetricUnit.Count, value=1
+    )
     logger.info("ingest started" if new else "ingest already started", extra={"file_id": fid})
 
 
 @logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def start(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     """A file landed: start one ingest-file execution, named for the object version."""

@@ -64,7 +64,6 @@ def split_step(
     sink: RecordSink,
     budget_seconds: float,
     default_wait_seconds: int,
-    trace_header: str | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> SplitStepOutput:
     """One Split step: check the file (once), then emit records from the cursor until done or
@@ -80,7 +79,6 @@ def split_step(
             state.cursor,
             sink,
             out_of_time=lambda: clock() - started > budget_seconds,
-            trace_header=trace_header,
             on_checked=lambda n: ledger.file_checked(file, n),
         )
     except FileRejectedError as err:

@@ -38,10 +38,10 @@ class BatchSender:
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send")
         self._limit = concurrency * 2
         self._inflight: set[Future[None]] = set()
-        self._pending: list[dict[str, str]] = []
+        self._pending: list[dict[str, Any]] = []
         self._pending_bytes = 0
 
-    def add(self, entry_id: str, body: bytes) -> None:
+    def add(self, entry_id: str, body: bytes, trace_header: str | None = None) -> None:
         """Queue one message (UTF-8 JSON); a batch goes out once it holds ten, or as soon as
         this message would take it past MAX_BATCH_BYTES.
 
@@ -55,7 +55,12 @@ class BatchSender:
             )
         if self._pending and self._pending_bytes + size > MAX_BATCH_BYTES:
             self._submit()
-        self._pending.append({"Id": entry_id, "MessageBody": body.decode()})
+        entry: dict[str, Any] = {"Id": entry_id, "MessageBody": body.decode()}
+        if trace_header:  # per message: each record's trace goes on with it
+            entry["MessageSystemAttributes"] = {
+                "AWSTraceHeader": {"DataType": "String", "StringValue": trace_header}
+            }
+        self._pending.append(entry)
         self._pending_bytes += size
         if len(self._pending) == BATCH:
             self._submit()

@@ -10,18 +10,22 @@ from typing import Any
 
 import boto3
 import msgspec
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities import parameters
 
 from contracts.messages import EventToPublish
+from servicekit import tracing
 from servicekit.consumer import DeadLetters, RecordLedger
 from servicekit.deadletter import DeadLetterQueue
 from servicekit.ledger import Ledger
+from servicekit.tracing import METRICS_NAMESPACE
 from transformer.settings import Settings
 from transformer.transform import EventSink
 
-logger = Logger(service="transformer")
+logger = Logger(service="{svc}")
 tracer = Tracer(service="transformer")
+# CloudWatch embedded metrics, flushed at the end of each invocation (`@metrics.log_metrics`)
+metrics = Metrics(namespace=METRICS_NAMESPACE, service="transformer")
 # The key is cached by Powertools Parameters; a rotation is picked up within this many seconds.
 KEY_MAX_AGE_SECONDS = 300
 
@@ -45,8 +49,14 @@ class QueueEvents:
         self._url = url
 
     def send(self, message: EventToPublish) -> None:
+        kwargs: dict[str, Any] = {}
+        header = tracing.header()
+        if header:  # the record's trace goes on with its event
+            kwargs["MessageSystemAttributes"] = {
+                "AWSTraceHeader": {"DataType": "String", "StringValue": header}
+            }
         self._sqs.send_message(
-            QueueUrl=self._url, MessageBody=msgspec.json.encode(message).decode()
+            QueueUrl=self._url, MessageBody=msgspec.json.encode(message).decode(), **kwargs
         )
 
 

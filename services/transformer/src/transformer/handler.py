@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from contracts.messages import RecordToTransform
+from servicekit import tracing
 from servicekit.consumer import ConsumerPolicy, LedgerEntry, consume
 from servicekit.ledger import RecordStatus
 from transformer import app
-from transformer.app import App, logger, tracer
+from transformer.app import App, logger, metrics, tracer
 from transformer.interface import read_record
 from transformer.transform import transform_message
 
@@ -23,7 +25,8 @@ from transformer.transform import transform_message
 def _policy(the: App) -> ConsumerPolicy[RecordToTransform]:
     def handle(message: RecordToTransform) -> RecordStatus | None:
         event_id = transform_message(message, key=the.event_id_key(), events=the.events)
-        tracer.put_annotation("event_id", event_id)
+        tracing.annotate(event_id=event_id)
+        metrics.add_metric(name="RecordsTransformed", unit=MetricUnit.Count, value=1)
         logger.info("record transformed", extra={"ordinal": message.ordinal, "event_id": event_id})
         return None  # terminal only once published
 
@@ -36,11 +39,15 @@ def _policy(the: App) -> ConsumerPolicy[RecordToTransform]:
         ledger=the.ledger,
         max_receive_count=the.settings.max_receive_count,
         log=logger,
-        handled_by=f"transformer {the.settings.service_version}",
+        service="transformer",
+        version=the.settings.service_version,
+        operation="transform",
+        metrics=metrics,
     )
 
 
 @logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def transform(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     """Transform a batch of records; report only the ones that failed."""

@@ -28,7 +28,6 @@ def transform_message(message: RecordToTransform, *, key: bytes, events: EventSi
             file=message.file,
             ordinal=message.ordinal,
             event=outcome.event,
-            trace_header=message.trace_header,
         )
     )
     return outcome.event.source_id
