@@ -167,3 +167,25 @@ def test_each_service_says_the_version_its_package_declares() -> None:
         declared = tomllib.loads((ROOT / "services" / service / "pyproject.toml").read_text())
         module = importlib.import_module(service)
         assert module.__version__ == declared["project"]["version"], service
+
+
+def test_no_entry_point_lets_its_tracer_capture_a_response_or_an_error_message() -> None:
+    # a response can carry a record (enrichment), an error's message a value: neither may
+    # reach a trace
+    entry_points = 0
+    for service in SERVICES:
+        tree = ast.parse((PACKAGES[service] / "handler.py").read_text())
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            for decorator in node.decorator_list:
+                if (
+                    isinstance(decorator, ast.Call)
+                    and isinstance(decorator.func, ast.Attribute)
+                    and decorator.func.attr == "capture_lambda_handler"
+                ):
+                    entry_points += 1
+                    given = {k.arg: getattr(k.value, "value", None) for k in decorator.keywords}
+                    assert given.get("capture_response") is False, (service, node.name)
+                    assert given.get("capture_error") is False, (service, node.name)
+    assert entry_points == 9

@@ -64,7 +64,7 @@ def _policy(the: PublishApp) -> ConsumerPolicy[EventToPublish]:
 
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 def publish(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     """Store and announce a batch of events; report only the ones that failed."""
     return consume(event, context, _policy(app.publish_app()))
@@ -72,7 +72,7 @@ def publish(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
 
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 def enrich(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """The platform asks for an event's data: 200 with the payload, or 404 if gone or unknown."""
     try:

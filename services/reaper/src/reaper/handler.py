@@ -51,7 +51,7 @@ def _policy(the: ConsumedApp) -> ConsumerPolicy[EventsConsumed]:
 
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 def consumed(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     """Every consumer is done with these events: delete them from the store."""
     return consume(event, context, _policy(app.consumed_app()))
@@ -59,7 +59,7 @@ def consumed(event: dict[str, Any], context: LambdaContext) -> PartialItemFailur
 
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 def finish_file(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """If every emitted record is terminal: delete the source, write a receipt, say finished."""
     state = read_finish_input(event)
@@ -94,7 +94,7 @@ def finish_file(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
 
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 def sweep(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Retention: delete every stored event past its expiry, consumed or not."""
     the = app.sweep_app()

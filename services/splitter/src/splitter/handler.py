@@ -37,7 +37,7 @@ __all__ = ["FileRefusedError", "quarantine", "split", "start"]
 
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 def split(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """One step of the ingest-file state machine: split from the cursor until time runs out."""
     state = read_split_input(event)
@@ -89,7 +89,7 @@ def split(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 def quarantine(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """The state machine's last word on a split that failed for good: quarantine the file."""
     state = read_quarantine_input(event)
@@ -145,7 +145,7 @@ def _start_one(the: StartApp, record: SQSRecord) -> None:
 
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 def start(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     """A file landed: start one ingest-file execution, named for the object version."""
     the = app.start_app()  # settings fail here, before any record of the batch

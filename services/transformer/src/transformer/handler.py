@@ -48,7 +48,7 @@ def _policy(the: App) -> ConsumerPolicy[RecordToTransform]:
 
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 def transform(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     """Transform a batch of records; report only the ones that failed."""
     return consume(event, context, _policy(app.current()))
