@@ -510,3 +510,35 @@ def test_a_failed_record_says_how_that_stage_finally_ended() -> None:
     [failed] = summary["failed"]
     assert failed["last_failure"]["outcome"] == "dead_lettered"
     assert failed["final_outcome"] == "published"
+
+
+def test_the_event_ids_of_a_file_are_read_from_every_nested_subsegment() -> None:
+    from ingest_cli.traces import event_ids_of_file
+
+    document = {
+        "id": "a1",
+        "trace_id": "1-0-0",
+        "name": "f",
+        "start_time": 1.0,
+        "end_time": 2.0,
+        "subsegments": [
+            {
+                "id": "b1",
+                "name": "record",
+                "start_time": 1.1,
+                "end_time": 1.2,
+                "annotations": {"file_id": "F", "event_id": "gro1-x"},
+                "subsegments": [
+                    {
+                        "id": "c1",
+                        "name": "record",
+                        "start_time": 1.15,
+                        "end_time": 1.16,
+                        "annotations": {"file_id": "G", "event_id": "gro1-y"},
+                    }
+                ],
+            }
+        ],
+    }
+    assert event_ids_of_file([document], "F") == {"gro1-x"}
+    assert event_ids_of_file([document], "G") == {"gro1-y"}

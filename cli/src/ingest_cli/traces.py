@@ -731,18 +731,9 @@ def fetch(
 
 def event_ids_of_file(documents: Iterable[dict[str, Any] | str], fid: str) -> set[str]:
     """The event ids annotated beside `file_id = fid` anywhere in the documents."""
-    found: set[str] = set()
-
-    def walk(doc: dict[str, Any]) -> None:
-        notes = doc.get("annotations") or {}
-        if notes.get("file_id") == fid and isinstance(notes.get("event_id"), str):
-            found.add(notes["event_id"])
-        for child in doc.get("subsegments") or []:
-            if isinstance(child, dict):
-                walk(child)
-
-    for document in documents:
-        parsed = json.loads(document) if isinstance(document, str) else document
-        if isinstance(parsed, dict):
-            walk(parsed)
-    return found
+    return {
+        span.annotations["event_id"]
+        for span in flatten(documents).values()
+        if span.annotations.get("file_id") == fid
+        and isinstance(span.annotations.get("event_id"), str)
+    }
