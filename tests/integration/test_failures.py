@@ -338,7 +338,7 @@ def test_enrichment_after_deletion_is_a_404(cloud: LocalCloud, tmp_path: Path) -
     summary = ingest(cloud, sample_file(tmp_path, "then-gone.xml", 3, seed=31))
     assert summary.ok and summary.stored == 0
     for event_id in created_since(cloud, before):
-        answer = cloud.client("lambda").invoke(
+        answer = cloud.platform_client("lambda").invoke(
             FunctionName="gro-publisher-enrich", Payload=json.dumps({"id": event_id}).encode()
         )
         assert json.loads(answer["Payload"].read()) == {"statusCode": 404}

@@ -264,8 +264,8 @@ def test_enrichment_serves_the_platforms_fields_and_404s_what_it_does_not_hold(
         )
     )
 
-    def enrich(payload: dict) -> dict:
-        answer = cloud.client("lambda").invoke(
+    def enrich(payload: dict) -> dict:  # as the platform asks
+        answer = cloud.platform_client("lambda").invoke(
             FunctionName="gro-publisher-enrich", Payload=json.dumps(payload).encode()
         )
         assert "FunctionError" not in answer

@@ -8,14 +8,20 @@ from typing import Any
 
 from deploytools import deploy as deployer
 from deploytools.stacks import STACKS
-from localcloud import fixups
+from localcloud import access, fixups
 
 __all__ = ["LOCAL_PARAMETERS", "STACKS", "deploy"]
 
 # Small timeouts and fast polling, so a local run shows retries and resumes within seconds.
-# Deploy parameters only: the code paths are the ones AWS runs.
+# Deploy parameters only: the code paths are the ones AWS runs. The platform's principal is the
+# simulator's IAM user (`ingest up` makes it; localcloud.access): a static ARN in moto's one
+# account, so that every deploy, a redeploy from another terminal included, names the same one.
 LOCAL_PARAMETERS: dict[str, dict[str, str]] = {
-    "foundation": {"VisibilityTimeoutSeconds": "30", "PublishMaxReceiveCount": "5"},
+    "foundation": {
+        "VisibilityTimeoutSeconds": "30",
+        "PublishMaxReceiveCount": "5",
+        "PlatformPublisherArn": access.PLATFORM_ARN,
+    },
     "splitter": {
         "SplitTimeoutSeconds": "300",
         "QueueConsumerTimeoutSeconds": "5",
@@ -30,6 +36,7 @@ LOCAL_PARAMETERS: dict[str, dict[str, str]] = {
         "FunctionTimeoutSeconds": "5",
         "BackoffBaseSeconds": "1",
         "BackoffCapSeconds": "4",
+        "PlatformInvokerArn": access.PLATFORM_ARN,
     },
     # longer than a record may legitimately keep retrying here (5 receives x 30 s visibility)
     "reaper": {"FunctionTimeoutSeconds": "5", "StallSeconds": "300"},
