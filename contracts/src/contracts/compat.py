@@ -16,6 +16,7 @@ consumer accepts it, and only then is the old one retired (contract).
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ def problems(kind: Any, sample: Any) -> list[str]:
 
 
 def _walk(info: mi.Type, value: Any, path: str) -> list[str]:
+    if isinstance(info, mi.Metadata):  # a mark for introspection (`contracts.personal`)
+        return _walk(info.type, value, path)
     if isinstance(info, mi.StructType):
         return _struct(info, value, path)
     if isinstance(info, mi.UnionType):
@@ -88,6 +91,8 @@ def _python_type(info: mi.Type) -> Any:
         mi.FloatType: float,
         mi.BoolType: bool,
         mi.AnyType: Any,
+        mi.DateTimeType: datetime.datetime,
+        mi.DateType: datetime.date,
     }
     for kind, python in leaf.items():
         if isinstance(info, kind):

@@ -12,6 +12,8 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
+from contracts.personal import PERSONAL
+
 EVENT_TYPE: Final = "GRO_DEATH_NOTIFICATION"
 DEATH_NOTIFICATION_VERSION: Final = 1
 
@@ -81,46 +83,55 @@ class DeathNotification(
 ):
     """Version 1 of the event: what the publisher stores and what enrichment returns."""
 
+    # Personal fields are marked PERSONAL (contracts.personal): the registration id (a
+    # quasi-identifier), sex, names, dates of death and birth, the address and `extra`. The ids,
+    # the record's type and times, the update reason and the verification levels are not.
+
     source_id: SourceId
     # No defaults on these two: omit_defaults would leave them out of the JSON.
     event_type: Literal["GRO_DEATH_NOTIFICATION"]
     event_version: Literal[1]
     event_time: str
-    registration_id: str
+    registration_id: Annotated[str, PERSONAL]
     record_type: RecordType
     record_locked_date_time: str | None = None
     record_update_date_time: str | None = None
     update_reason: UpdateReason | None = None
-    sex: Sex
-    title: str | None = None
-    forenames: str | None = None
-    given_names: tuple[str, ...] = ()
-    surname: str | None = None
-    name_suffix: str | None = None
-    aliases: tuple[Alias, ...] = ()
-    alias_name_types: tuple[str, ...] = ()
-    maiden_surname: str | None = None
-    maiden_names: tuple[str, ...] = ()
-    date_of_death: str | None = None
+    sex: Annotated[Sex, PERSONAL]
+    title: Annotated[str | None, PERSONAL] = None
+    forenames: Annotated[str | None, PERSONAL] = None
+    given_names: Annotated[tuple[str, ...], PERSONAL] = ()
+    surname: Annotated[str | None, PERSONAL] = None
+    name_suffix: Annotated[str | None, PERSONAL] = None
+    aliases: Annotated[tuple[Alias, ...], PERSONAL] = ()
+    alias_name_types: Annotated[tuple[str, ...], PERSONAL] = ()
+    maiden_surname: Annotated[str | None, PERSONAL] = None
+    maiden_names: Annotated[tuple[str, ...], PERSONAL] = ()
+    date_of_death: Annotated[str | None, PERSONAL] = None
     verification_level: str | None = None
-    partial_month_of_death: str | None = None
-    partial_year_of_death: str | None = None
-    death_date_qualifier: str | None = None
-    free_format_death_date: str | None = None
-    date_of_birth: str | None = None
+    partial_month_of_death: Annotated[str | None, PERSONAL] = None
+    partial_year_of_death: Annotated[str | None, PERSONAL] = None
+    death_date_qualifier: Annotated[str | None, PERSONAL] = None
+    free_format_death_date: Annotated[str | None, PERSONAL] = None
+    date_of_birth: Annotated[str | None, PERSONAL] = None
     birth_verification_level: str | None = None
-    partial_month_of_birth: str | None = None
-    partial_year_of_birth: str | None = None
-    free_format_birth_date: str | None = None
-    flat: str | None = None
-    building: str | None = None
-    address_lines: tuple[str, ...] = ()
-    address_line1: str | None = None
-    address_line2: str | None = None
-    address_line3: str | None = None
-    address_line4: str | None = None
-    postcode: str | None = None
-    extra: tuple[ExtraField, ...] = ()
+    partial_month_of_birth: Annotated[str | None, PERSONAL] = None
+    partial_year_of_birth: Annotated[str | None, PERSONAL] = None
+    free_format_birth_date: Annotated[str | None, PERSONAL] = None
+    flat: Annotated[str | None, PERSONAL] = None
+    building: Annotated[str | None, PERSONAL] = None
+    address_lines: Annotated[tuple[str, ...], PERSONAL] = ()
+    address_line1: Annotated[str | None, PERSONAL] = None
+    address_line2: Annotated[str | None, PERSONAL] = None
+    address_line3: Annotated[str | None, PERSONAL] = None
+    address_line4: Annotated[str | None, PERSONAL] = None
+    postcode: Annotated[str | None, PERSONAL] = None
+    # Deprecated, always empty: the transformer no longer carries content the GRO format does
+    # not define (it counts it: `undefined_elements_dropped` in its log, the metric
+    # UndefinedElementsDropped, a line from `ingest transform`). Kept, optional, because v1 is
+    # released and the compatibility gate refuses a removal; v2 drops it. (ExtraField's
+    # docstring, the schema's description, still says "passed on": a v2 matter.)
+    extra: Annotated[tuple[ExtraField, ...], PERSONAL] = ()
 
 
 class MinimalEvent(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):

@@ -9,7 +9,11 @@ with its name.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
+
+from contracts.personal import PERSONAL
 
 NS_GRO = "http://www.ons.gov.uk/gro/OGDDeathExtractDWP"
 NS_PD = "http://www.govtalk.gov.uk/people/PersonDescriptives"
@@ -71,22 +75,28 @@ class ExtraElement(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
 class GroDeathRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One `DeathRegistration` element, every child kept as text."""
 
-    registration_id: str | None = None
+    # Personal fields are marked PERSONAL (contracts.personal): what the format reference marks
+    # as PII (the registration id is a quasi-identifier), and `extra`, which holds whatever the
+    # file put there. The structures inside them (PersonName, RecordedDate, Address, the alias
+    # elements, ExtraElement) are personal as a whole. (Comments, not the docstring: the
+    # docstring is the JSON Schema's description.)
+
+    registration_id: Annotated[str | None, PERSONAL] = None
     record_locked_datetime: str | None = None
     record_update_datetime: str | None = None
     record_update_reason: str | None = None
-    deceased_name: PersonName | None = None
-    aliases: tuple[AliasElement, ...] = ()
-    maiden_names: tuple[str, ...] = ()
-    gender: str | None = None
-    death_date: RecordedDate | None = None
-    partial_month_of_death: str | None = None
-    partial_year_of_death: str | None = None
-    qualifier_text: str | None = None
-    free_format_death_date: str | None = None
-    birth_date: RecordedDate | None = None
-    partial_month_of_birth: str | None = None
-    partial_year_of_birth: str | None = None
-    free_format_birth_date: str | None = None
-    address: Address | None = None
-    extra: tuple[ExtraElement, ...] = ()
+    deceased_name: Annotated[PersonName | None, PERSONAL] = None
+    aliases: Annotated[tuple[AliasElement, ...], PERSONAL] = ()
+    maiden_names: Annotated[tuple[str, ...], PERSONAL] = ()
+    gender: Annotated[str | None, PERSONAL] = None
+    death_date: Annotated[RecordedDate | None, PERSONAL] = None
+    partial_month_of_death: Annotated[str | None, PERSONAL] = None
+    partial_year_of_death: Annotated[str | None, PERSONAL] = None
+    qualifier_text: Annotated[str | None, PERSONAL] = None
+    free_format_death_date: Annotated[str | None, PERSONAL] = None
+    birth_date: Annotated[RecordedDate | None, PERSONAL] = None
+    partial_month_of_birth: Annotated[str | None, PERSONAL] = None
+    partial_year_of_birth: Annotated[str | None, PERSONAL] = None
+    free_format_birth_date: Annotated[str | None, PERSONAL] = None
+    address: Annotated[Address | None, PERSONAL] = None
+    extra: Annotated[tuple[ExtraElement, ...], PERSONAL] = ()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import boto3
 import msgspec
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities import parameters
 
@@ -20,10 +20,11 @@ from publisher.settings import EnrichSettings, PublishSettings
 from servicekit.consumer import Backoff, DeadLetters, RecordLedger, SqsVisibility
 from servicekit.deadletter import DeadLetterQueue
 from servicekit.ledger import Ledger
+from servicekit.logging import service_logger
 from servicekit.store import Store
 from servicekit.tracing import METRICS_NAMESPACE
 
-logger = Logger(service="publisher")
+logger = service_logger("publisher")  # refuses personal data (servicekit.logging)
 tracer = Tracer(service="publisher")
 # CloudWatch embedded metrics, flushed at the end of each invocation (`@metrics.log_metrics`)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service="publisher")

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Metrics, Tracer
 
 from servicekit.ledger import Ledger
+from servicekit.logging import service_logger
 from servicekit.tracing import METRICS_NAMESPACE
 from splitter.adapters import QueueSink, S3Files, StepFunctionsExecutions
 from splitter.ingest import Executions, FileLedger, Files
@@ -22,7 +23,7 @@ from splitter.sender import BatchSender
 from splitter.settings import QuarantineSettings, SplitSettings, StartSettings
 from splitter.split import RecordSink
 
-logger = Logger(service="{svc}")
+logger = service_logger("splitter")  # refuses personal data (servicekit.logging)
 tracer = Tracer(service="splitter")
 # CloudWatch embedded metrics, flushed at the end of each invocation (`@metrics.log_metrics`)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service="splitter")
