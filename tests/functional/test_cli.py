@@ -99,17 +99,20 @@ def test_transform_prints_one_event_per_valid_record_in_file_order(mixed_file: P
     assert "development key" in out.stderr
 
 
+PRODUCTION_LIKE = "a production-like key of 32 bytes or more"
+
+
 def test_transform_gives_the_same_ids_on_every_run_and_other_ids_under_another_key(
     mixed_file: Path, tmp_path: Path
 ) -> None:
     ids = lambda out: [json.loads(x)["sourceId"] for x in out.stdout.splitlines()]  # noqa: E731
     first, second = ingest("transform", str(mixed_file)), ingest("transform", str(mixed_file))
     assert ids(first) == ids(second)
-    keyed = ingest("transform", str(mixed_file), env={"INGEST_EVENT_ID_KEY": "production-like"})
+    keyed = ingest("transform", str(mixed_file), env={"INGEST_EVENT_ID_KEY": PRODUCTION_LIKE})
     assert "development key" not in keyed.stderr
     assert set(ids(keyed)).isdisjoint(ids(first))
     key_file = tmp_path / "key"
-    key_file.write_text("production-like\n")
+    key_file.write_text(PRODUCTION_LIKE + "\n")
     from_file = ingest("transform", str(mixed_file), "--key-file", str(key_file))
     assert ids(from_file) == ids(keyed)
 

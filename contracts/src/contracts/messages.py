@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import datetime
 from typing import Annotated
 
 import msgspec
 
 from contracts.events import DeathNotification, SourceId
+from contracts.personal import PERSONAL
 
 # An ordinal counts DeathRegistration elements from 1 in document order.
 Ordinal = Annotated[int, msgspec.Meta(ge=1)]
@@ -52,10 +54,14 @@ class RecordToTransform(
 
     file: FileRef
     ordinal: Ordinal
-    fragment: str
+    fragment: Annotated[str, PERSONAL]  # the record itself
     # Deprecated, no longer written: the trace context travels as the message's AWSTraceHeader
     # system attribute. Kept, optional, so v1 messages still in flight read; v2 drops it.
     trace_header: str | None = None
+    # When the file arrived: its object version's S3 LastModified (UTC). The transformer picks
+    # the event-id key version by it, so the same record gets the same id in every container,
+    # retry and redrive across a key rotation. Absent on messages split before it was stamped.
+    file_arrived: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
 
 
 class EventToPublish(

@@ -3,8 +3,10 @@ carrying golden record-to-transform messages, a Lambda context, and in-memory po
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
@@ -18,7 +20,9 @@ from servicekit.settings import SettingsError
 from tests.builders import fragment, record
 from transformer import handler
 from transformer.app import App, QueueEvents
+from transformer.keys import CachedKeyRing, KeyRing
 from transformer.settings import Settings
+from transformer.transform import KeyFor
 
 from .environment import function_environment
 from .fakes import DeadLetter, FakeDeadLetters, FakeEventSink, FakeLedger, RecordEnded
@@ -33,6 +37,7 @@ SETTINGS = Settings(
     event_id_key_secret="gro/event-id-key",
     max_receive_count=MAX_RECEIVE_COUNT,
 )
+KEY = b"test-event-id-key, 32 bytes or more"
 GOLDEN = sample_text("RecordToTransform")
 GOLDEN_MESSAGE = msgspec.json.decode(GOLDEN, type=RecordToTransform)
 
@@ -54,19 +59,25 @@ class Ports:
     ledger: FakeLedger = field(default_factory=FakeLedger)
     dead_letters: FakeDeadLetters = field(default_factory=FakeDeadLetters)
     events: FakeEventSink = field(default_factory=FakeEventSink)
+    monkeypatch: pytest.MonkeyPatch | None = None
+
+    def use_keys(self, key_for: KeyFor) -> None:
+        """The app, with its event id keys from `key_for`."""
+        assert self.monkeypatch is not None
+        app = App(
+            settings=SETTINGS,
+            ledger=self.ledger,
+            dead_letters=self.dead_letters,
+            events=self.events,
+            event_id_keys=key_for,
+        )
+        self.monkeypatch.setattr(transformer.app, "current", lambda: app)
 
 
 @pytest.fixture
 def ports(monkeypatch: pytest.MonkeyPatch) -> Ports:
-    fakes = Ports()
-    app = App(
-        settings=SETTINGS,
-        ledger=fakes.ledger,
-        dead_letters=fakes.dead_letters,
-        events=fakes.events,
-        event_id_key=lambda: b"test-event-id-key",
-    )
-    monkeypatch.setattr(transformer.app, "current", lambda: app)
+    fakes = Ports(monkeypatch=monkeypatch)
+    fakes.use_keys(KeyRing.single(KEY, what="the test key").for_arrival)
     return fakes
 
 
@@ -226,6 +237,144 @@ def test_the_logs_name_the_record_but_never_its_content(
         assert personal not in out
 
 
+def test_content_the_format_does_not_define_is_left_out_counted_in_the_log_and_a_metric(
+    ports: Ports, capsys: pytest.CaptureFixture[str]
+) -> None:
+    undefined = '<JohnSmith xmlns="urn:example:john-smith"><Born>1950</Born></JohnSmith>'
+    body = message(8, fragment(record(rest=undefined)))
+
+    handler.transform(sqs_event(GOLDEN, body, queue=QUEUE), context())
+
+    plain, with_it = (sent.event for sent in ports.events.sent)
+    assert plain.extra == () and with_it.extra == ()
+    out = capsys.readouterr().out
+    lines = [json.loads(line) for line in out.splitlines()]
+    logged = {
+        line["ordinal"]: line["undefined_elements_dropped"]
+        for line in lines
+        if line.get("message") == "record transformed"
+    }
+    assert logged == {GOLDEN_MESSAGE.ordinal: 0, 8: 2}
+    (metric,) = [line for line in lines if "_aws" in line]
+    assert metric["UndefinedElementsDropped"] == [2]
+    for word in ("JohnSmith", "john-smith", "Born", "1950"):
+        assert word not in out
+
+
+# -- the event id key and its versions ---------------------------------------------------------
+
+NEW_KEY = "version-2 key of the transformer handler tests, 32 bytes or more"
+ACTIVE_FROM = datetime(2025, 7, 1, 9, 0, tzinfo=UTC)
+KEY_SET = json.dumps(
+    {
+        "versions": [
+            {"version": 1, "key": KEY.decode()},
+            {"version": 2, "key": NEW_KEY, "active_from": "2025-07-01T09:00:00Z"},
+        ]
+    }
+)
+
+
+def arriving(at: datetime | None, ordinal: int = GOLDEN_MESSAGE.ordinal) -> str:
+    """The golden message, for a file that arrived at `at` (None: not stamped)."""
+    stamped = msgspec.structs.replace(GOLDEN_MESSAGE, ordinal=ordinal, file_arrived=at)
+    return msgspec.json.encode(stamped).decode()
+
+
+def test_a_record_gets_the_key_version_that_was_active_when_its_file_arrived(
+    ports: Ports,
+) -> None:
+    # given: the ids of the golden record under the plain key, before any rotation
+    handler.transform(sqs_event(GOLDEN, queue=QUEUE), context())
+    (before,) = ports.events.sent
+    # and the secret now holds a key set: version 1 (that key) and version 2
+    ports.use_keys(KeyRing.parse(KEY_SET, source="secret S").for_arrival)
+    ports.events.sent.clear()
+    just_before = ACTIVE_FROM - timedelta(seconds=1)
+
+    # when
+    event = sqs_event(
+        Message(GOLDEN, message_id="unstamped"),
+        Message(arriving(just_before, 6), message_id="before"),
+        Message(arriving(ACTIVE_FROM, 7), message_id="after"),
+        queue=QUEUE,
+    )
+    response = handler.transform(event, context())
+
+    # then: the same content, and the same id as before the rotation unless its file arrived
+    # once version 2 was active; that id says its version
+    assert response == {"batchItemFailures": []}
+    unstamped, stamped_before, stamped_after = (e.event.source_id for e in ports.events.sent)
+    assert unstamped == stamped_before == before.event.source_id
+    assert stamped_after.startswith("gro1-k2-") and stamped_after != before.event.source_id
+    assert stamped_after.removeprefix("gro1-k2-") != before.event.source_id.removeprefix("gro1-")
+
+
+def test_a_record_whose_key_version_was_retired_is_dead_lettered_with_the_reason(
+    ports: Ports,
+) -> None:
+    # given: version 1 retired too early, and a message of its era
+    retired = json.dumps({"versions": json.loads(KEY_SET)["versions"][1:]})
+    ports.use_keys(KeyRing.parse(retired, source="secret S").for_arrival)
+    body = arriving(ACTIVE_FROM - timedelta(hours=1))
+
+    # when
+    response = handler.transform(sqs_event(Message(body, receive_count=1), queue=QUEUE), context())
+
+    # then: not transformed under another version (that would be a second id): dead-lettered
+    assert response == {"batchItemFailures": []}
+    assert ports.events.sent == []
+    (dead,) = ports.dead_letters.sent
+    assert dead.body == body
+    assert "no kept key version was active when the record's file arrived" in dead.reason
+    assert "put the retired version back and redrive" in dead.reason
+    assert [(r.ordinal, r.status) for r in ports.ledger.records] == [
+        (GOLDEN_MESSAGE.ordinal, RecordStatus.DEAD_LETTERED)
+    ]
+
+
+def test_a_secret_with_a_short_key_fails_the_record_until_fixed_and_never_shows_the_key(
+    ports: Ports, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given: someone put a short key in the secret
+    ports.use_keys(CachedKeyRing(lambda: "Short-Key-0123", source="secret S"))
+
+    # when: before the last attempt, the record goes back to the queue (the batch fails whole)
+    with pytest.raises(BatchProcessingError):
+        handler.transform(sqs_event(Message(GOLDEN, receive_count=1), queue=QUEUE), context())
+    assert ports.dead_letters.sent == []
+    # and on the last, it is dead-lettered with the error's type, like any other fault
+    last = sqs_event(Message(GOLDEN, receive_count=MAX_RECEIVE_COUNT), queue=QUEUE)
+    response = handler.transform(last, context())
+
+    # then
+    assert response == {"batchItemFailures": []}
+    assert [d.reason for d in ports.dead_letters.sent] == [
+        f"KeySetError after {MAX_RECEIVE_COUNT} attempts"
+    ]
+    assert ports.events.sent == []
+    assert "Short-Key-0123" not in capsys.readouterr().out
+
+
+def test_the_app_reads_the_secret_through_powertools_uncached_and_checks_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[str, bool]] = []
+
+    def get_secret(name: str, force_fetch: bool = False, **_: object) -> str:
+        calls.append((name, force_fetch))
+        return KEY_SET
+
+    monkeypatch.setattr(transformer.app.parameters, "get_secret", get_secret)
+    keys = transformer.app.secret_keys("gro/event-id-key")
+    assert calls == []  # nothing read until a record needs a key
+
+    assert keys(None).version == 1
+    assert keys(ACTIVE_FROM).version == 2
+    # one read: the cache is CachedKeyRing's, Powertools is asked for a fresh value each time
+    assert calls == [("gro/event-id-key", True)]
+
+
 # -- the composition root -------------------------------------------------------------------
 
 
@@ -255,7 +404,7 @@ def test_the_app_builds_from_the_environment_alone(monkeypatch: pytest.MonkeyPat
     assert isinstance(built.ledger, Ledger)
     assert isinstance(built.dead_letters, DeadLetterQueue)
     assert isinstance(built.events, QueueEvents)
-    assert callable(built.event_id_key)  # read from Secrets Manager on first use, not here
+    assert isinstance(built.event_id_keys, CachedKeyRing)  # read on first use, not here
     assert transformer.app.current() is built
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import BinaryIO, Protocol
 
 import msgspec
@@ -48,8 +49,12 @@ def split_file(
     out_of_time: Callable[[], bool],
     trace_header: str | None = None,
     on_checked: Callable[[int], None] = lambda _records: None,
+    file_arrived: datetime | None = None,
 ) -> SplitResult:
     """Check the file (once), then emit records after the cursor until done or out of time.
+
+    Every record carries `file_arrived`, the file's arrival time (its object version's
+    LastModified): the transformer chooses the event-id key version by it.
 
     Raises `FileRejectedError` when the file is structurally bad: nothing has been emitted then.
     """
@@ -70,6 +75,7 @@ def split_file(
                         ordinal=item.ordinal,
                         fragment=item.xml.decode(),
                         trace_header=trace_header,
+                        file_arrived=file_arrived,
                     )
                 )
             elif isinstance(item, OversizedRecord):

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import msgspec
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
 
 from contracts.messages import EventToPublish
@@ -18,16 +18,16 @@ from servicekit import tracing
 from servicekit.consumer import DeadLetters, RecordLedger
 from servicekit.deadletter import DeadLetterQueue
 from servicekit.ledger import Ledger
+from servicekit.logging import service_logger
 from servicekit.tracing import METRICS_NAMESPACE
+from transformer.keys import CachedKeyRing
 from transformer.settings import Settings
-from transformer.transform import EventSink
+from transformer.transform import EventSink, KeyFor
 
-logger = Logger(service="{svc}")
+logger = service_logger("transformer")  # refuses personal data (servicekit.logging)
 tracer = Tracer(service="transformer")
 # CloudWatch embedded metrics, flushed at the end of each invocation (`@metrics.log_metrics`)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service="transformer")
-# The key is cached by Powertools Parameters; a rotation is picked up within this many seconds.
-KEY_MAX_AGE_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class App:
     ledger: RecordLedger
     dead_letters: DeadLetters
     events: EventSink
-    event_id_key: Callable[[], bytes]
+    event_id_keys: KeyFor
 
 
 class QueueEvents:
@@ -60,17 +60,25 @@ class QueueEvents:
         )
 
 
-def secret_key(name: str) -> Callable[[], bytes]:
-    """The event id key from Secrets Manager, through Powertools Parameters' cache."""
+def secret_keys(name: str) -> CachedKeyRing:
+    """The event id keys from Secrets Manager (one key, or a key set), read through Powertools
+    Parameters and held by `CachedKeyRing`, which decides when to read again (the rotation's
+    guarantee depends on it). The secret is checked on every read: a key under 32 bytes or a
+    malformed key set fails the record with a clear error (retried, then dead-lettered)."""
 
-    def key() -> bytes:
-        secret = parameters.get_secret(name, max_age=KEY_MAX_AGE_SECONDS)
-        value = secret.encode() if isinstance(secret, str) else bytes(secret)
-        if not value:
-            raise RuntimeError("the event id key secret is empty")
-        return value
+    def fetch() -> str | bytes:
+        secret: Any = parameters.get_secret(name, force_fetch=True)
+        return secret if isinstance(secret, str) else bytes(secret)
 
-    return key
+    def late(version: int) -> None:
+        # a version written with active_from in the past: records of its window may have ids
+        # under the version before it (README, "Rotating the event-id key")
+        metrics.add_metric(name="EventIdKeyVersionLate", unit=MetricUnit.Count, value=1)
+        logger.error(
+            "event id key version active before it was read", extra={"key_version": version}
+        )
+
+    return CachedKeyRing(fetch, source=f"secret {name}", on_late_version=late)
 
 
 @functools.cache
@@ -85,5 +93,5 @@ def current() -> App:
             sqs, settings.records_dlq_url, failed_by="transformer", version=settings.service_version
         ),
         events=QueueEvents(sqs, settings.events_queue_url),
-        event_id_key=secret_key(settings.event_id_key_secret),
+        event_id_keys=secret_keys(settings.event_id_key_secret),
     )

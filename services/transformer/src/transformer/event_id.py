@@ -5,6 +5,10 @@ collapsed. The same record always gives the same id (so a re-ingested file or a 
 message cannot make a second event), any change of content gives another (an update is a
 different event from the registration it updates), and without the key nobody can test a
 guessed name and date against an id. Hex keeps it inside the platform's id alphabet.
+
+The key's version is in the id from version 2 on (`gro1-k2-` + hex, 72 characters); an id of
+version 1, the key first deployed, has no marker (`gro1-` + hex, 69 characters), so that no id
+made before key versions existed changes. Which version a record gets: `transformer.keys`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import hmac
 import msgspec
 
 from contracts.gro import GroDeathRecord
+from transformer.rules import all_collapsed
 
 ID_PREFIX = "gro1-"
 # Bump only with a new event id scheme: it is hashed into every id.
@@ -32,13 +37,42 @@ def _normalised(value: object) -> object:
 
 
 def identity_bytes(record: GroDeathRecord) -> bytes:
-    """The canonical bytes an id is computed from: content, not layout."""
+    """The canonical bytes an id is computed from: content, not layout.
+
+    The record as builtins, every string collapsed, keys sorted. Most records have nothing to
+    collapse: then the record encoded as it is gives the same bytes (a Struct encodes with
+    `order="sorted"` exactly as its builtins do), without the walk.
+    """
+    encoded = msgspec.json.encode(record, order="sorted")
+    if all_collapsed(encoded):
+        return _DOMAIN + encoded
     return _DOMAIN + msgspec.json.encode(_normalised(msgspec.to_builtins(record)), order="sorted")
 
 
-def event_id(record: GroDeathRecord, key: bytes) -> str:
-    """The record's event id: `gro1-` and 64 hex digits (69 characters)."""
+def id_prefix(key_version: int) -> str:
+    """What an id under this key version starts with: `gro1-`, or `gro1-k<version>-`."""
+    if key_version < 1:
+        raise ValueError(f"key version {key_version} is not a version (1 or more)")
+    return ID_PREFIX if key_version == 1 else f"{ID_PREFIX}k{key_version}-"
+
+
+def key_version_of(source_id: str) -> int | None:
+    """The key version an event id was made under (None: not an id of this scheme)."""
+    if not source_id.startswith(ID_PREFIX):
+        return None
+    rest = source_id[len(ID_PREFIX) :]
+    if not rest.startswith("k"):
+        return 1
+    version, _, _ = rest[1:].partition("-")
+    return int(version) if version.isdigit() else None
+
+
+def event_id(record: GroDeathRecord, key: bytes, key_version: int = 1) -> str:
+    """The record's event id: `gro1-` (version 1) or `gro1-k<version>-`, and 64 hex digits.
+
+    The key's length is checked where keys come in (`transformer.keys.check_key`).
+    """
     if not key:
         raise ValueError("the event id key is empty")
     digest = hmac.new(key, identity_bytes(record), hashlib.sha256).hexdigest()
-    return ID_PREFIX + digest
+    return id_prefix(key_version) + digest

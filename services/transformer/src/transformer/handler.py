@@ -24,10 +24,25 @@ from transformer.transform import transform_message
 
 def _policy(the: App) -> ConsumerPolicy[RecordToTransform]:
     def handle(message: RecordToTransform) -> RecordStatus | None:
-        event_id = transform_message(message, key=the.event_id_key(), events=the.events)
+        left_out: list[int] = []  # elements the GRO format does not define: counted, not kept
+        event_id = transform_message(
+            message, key_for=the.event_id_keys, events=the.events, left_out=left_out.append
+        )
+        dropped = sum(left_out)
         tracing.annotate(event_id=event_id)
         metrics.add_metric(name="RecordsTransformed", unit=MetricUnit.Count, value=1)
-        logger.info("record transformed", extra={"ordinal": message.ordinal, "event_id": event_id})
+        if dropped:
+            metrics.add_metric(
+                name="UndefinedElementsDropped", unit=MetricUnit.Count, value=dropped
+            )
+        logger.info(
+            "record transformed",
+            extra={
+                "ordinal": message.ordinal,
+                "event_id": event_id,
+                "undefined_elements_dropped": dropped,
+            },
+        )
         return None  # terminal only once published
 
     return ConsumerPolicy(
