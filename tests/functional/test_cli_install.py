@@ -170,3 +170,22 @@ def test_installed_without_the_extra_there_is_no_boto3_and_the_cloud_commands_sa
     assert out.returncode == 2
     assert out.stderr == f"ingest up: {EXTRA_MESSAGE}\n"
     assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_installed_without_the_extra_ingest_cost_prices_a_saved_run(
+    bare_install: Path, tmp_path: Path
+) -> None:
+    from ingest_cli import cost
+
+    usage = {
+        "calls": {"gro-splitter-split": {"sqs.SendMessageBatch": {"calls": 1, "billed": 1}}},
+        "lambda": {"gro-splitter-split": {"invocations": 1, "gb_seconds": 0.5}},
+    }
+    saved = tmp_path / "run.json"
+    saved.write_text(json.dumps({"records": 10, **cost.summarise(usage, 10, 4)}))
+
+    out = _in(bare_install, "ingest", "cost", "--from", str(saved))
+
+    assert out.returncode == 0, out.stderr
+    assert "per million records:" in out.stdout
+    assert "prices: ingest_cli/aws_prices.toml, read " in out.stdout

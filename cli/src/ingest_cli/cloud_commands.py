@@ -22,9 +22,12 @@ from typing import IO, Any
 
 import msgspec
 
+from contracts.receipts import DeletionReceipt
 from deploytools import deploy as aws_deployer
 from deploytools import releases
 from deploytools.stacks import SERVICES, stack_name
+from ingest_cli import cost as costs
+from ingest_cli import receipts as receipt_files
 from ingest_cli.follow import follow, format_summary, upload
 from localcloud import deploy as local_deployer
 from localcloud import faults
@@ -180,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
             def stats() -> Any:
                 return msgspec.convert(_http_json(f"{platform_url}/simulator/stats"), _Stats)
 
+            mark = _usage_mark(state)
             summary = follow(
                 clients,
                 upload(clients, path),
@@ -189,6 +193,8 @@ def run(args: argparse.Namespace) -> int:
                 started=started,
                 settled=lambda: bool(stats().idle),
             )
+            usage = _usage_since(state, mark)
+            transitions = _state_transitions(clients, summary.file_id)
         else:
             with LocalCloud(
                 consumers=args.consumers,
@@ -198,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
                 faults=injected if args.fault else None,
             ) as cloud:
                 platform = cloud.platform
+                assert cloud.moto is not None
+                local_mark = cloud.moto.usage.mark()
                 summary = follow(
                     cloud.client,
                     upload(cloud.client, path),
@@ -210,16 +218,84 @@ def run(args: argparse.Namespace) -> int:
                         or (platform.wait_idle(0) and cloud.pollers and cloud.pollers.idle())
                     ),
                 )
+                if cloud.xray is not None:
+                    cloud.xray.flush()  # the traces recorded are counted as they are stored
+                usage = cloud.moto.usage.since(local_mark)
+                transitions = _state_transitions(cloud.client, summary.file_id)
                 if args.traces and cloud.xray is not None:
                     cloud.xray.flush()
                     _save_traces(cloud.client, args.traces, summary.file_id)
     if args.traces and state is not None:
         _save_traces(_clients_for(state["endpoint"]), args.traces, summary.file_id)
+    document: dict[str, Any] = msgspec.to_builtins(summary)
+    if usage is not None:
+        document.update(costs.summarise(usage, summary.emitted, transitions))
+    _keep_last_run(document)
     if args.json:
-        print(msgspec.json.encode(summary).decode())
+        print(json.dumps(document))
     else:
         print(format_summary(summary))
+        if usage is not None:
+            print(costs.format_calls(document))
     return 0 if summary.ok else 1
+
+
+def _usage_mark(state: dict[str, Any]) -> int | None:
+    """Remember the running cloud's AWS usage before a run (None: this cloud does not count)."""
+    try:
+        return int(_control(state, "POST", path="/calls/mark")["mark"])
+    except (ValueError, KeyError, OSError):
+        return None
+
+
+def _usage_since(state: dict[str, Any], mark: int | None) -> dict[str, Any] | None:
+    """The running cloud's AWS usage since `mark`: the run's (localcloud.calls)."""
+    if mark is None:
+        return None
+    try:
+        usage: dict[str, Any] = _control(state, "GET", path=f"/calls?since={mark}")["usage"]
+    except (ValueError, KeyError, OSError) as err:
+        _say(f"ingest run: the local cloud's usage could not be read ({err})")
+        return None
+    return usage
+
+
+def _state_transitions(clients: Callable[[str], Any], fid: str) -> int | None:
+    """The state transitions of a file's execution, as Step Functions bills them: each state
+    entered, and each retry of a task."""
+    try:
+        exports = clients("cloudformation").get_paginator("list_exports").paginate()
+        machine = next(
+            e["Value"]
+            for page in exports
+            for e in page.get("Exports", [])
+            if e["Name"] == "gro-foundation-StateMachineArn"
+        )
+        arn = machine.replace(":stateMachine:", ":execution:") + f":{fid}"
+        pages = (
+            clients("stepfunctions")
+            .get_paginator("get_execution_history")
+            .paginate(executionArn=arn)
+        )
+        kinds = [event["type"] for page in pages for event in page.get("events", [])]
+    except Exception as err:  # no execution (refused before it started), or none to read
+        _say(f"ingest run: no state transitions counted ({type(err).__name__})")
+        return None
+    entered = sum(kind.endswith("StateEntered") for kind in kinds)
+    attempts = sum(kind in ("TaskScheduled", "LambdaFunctionScheduled") for kind in kinds)
+    return entered + max(0, attempts - kinds.count("TaskStateEntered"))
+
+
+def _keep_last_run(document: dict[str, Any]) -> None:
+    """Keep the run's summary, counts included, for `ingest cost` (best effort)."""
+    path = costs.last_run_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps(document))
+        partial.replace(path)
+    except OSError as err:
+        _say(f"ingest run: could not keep the run's counts in {path}: {err.strerror or err}")
 
 
 def _save_traces(clients: Callable[[str], Any], path: str, fid: str) -> None:
@@ -316,7 +392,8 @@ def status(args: argparse.Namespace) -> int:
         described = sfn.describe_execution(executionArn=execution["executionArn"])
         state = json.loads(described["input"])
         key = state["file"]["key"]
-        if args.file and Path(args.file).name != Path(key).name and args.file != key:
+        fid = execution["name"]  # FILE names a file by its key, its key's name, or its id
+        if args.file and args.file not in (key, fid) and Path(args.file).name != Path(key).name:
             continue
         progress = ledger.progress(execution["name"])
         row: dict[str, Any] = {
@@ -333,6 +410,8 @@ def status(args: argparse.Namespace) -> int:
         }
         if args.file:  # the detail an operator asks for about one file
             row.update(_endings(ledger.record_endings(execution["name"])))
+            receipt = receipt_files.read(clients, exports[receipt_files.BUCKET_EXPORT], fid)
+            row["receipt"] = receipt_files.as_json(receipt) if receipt else None
         rows.append(row)
     if args.json:
         print(json.dumps(rows))
@@ -352,9 +431,18 @@ def status(args: argparse.Namespace) -> int:
             print(f"  redriven: {count} moved {move.replace('_', '-')}")
         if args.file and row["handled_by"]:
             print(f"  ended by: {', '.join(row['handled_by'])}")
+        if args.file:
+            receipt = row["receipt"] and msgspec.convert(row["receipt"], DeletionReceipt)
+            print("\n".join(receipt_files.describe(receipt)) if receipt else "  no receipt yet")
     if totals and not args.json:
         print(_format_metrics(totals))
     return 0 if rows or not args.file else 1
+
+
+def receipts(args: argparse.Namespace) -> int:
+    """`ingest receipts` on --endpoint-url, else the running local cloud, else AWS."""
+    endpoint = args.endpoint_url or (running_cloud() or {}).get("endpoint")
+    return receipt_files.command(args, _clients_for(endpoint) if endpoint else None)
 
 
 def _format_metrics(totals: dict[str, dict[str, float]]) -> str:

@@ -1,5 +1,5 @@
-"""The cloud commands' arguments (`up`, `run`, `status`, `deploy`, `dlq`, `trace`), and shims
-that load them.
+"""The cloud commands' arguments (`up`, `run`, `status`, `receipts`, `deploy`, `dlq`, `trace`),
+and shims that load them.
 
 The file commands (validate, transform, sample) must start without boto3, moto, the local cloud
 or the deploy tools, which come with the `cloud` extra. So this module imports nothing beyond
@@ -82,7 +82,11 @@ def add_parsers(sub: Any) -> None:
     _fault_option(p)
     p.set_defaults(run=_lazy("run", "run"))
 
-    p = sub.add_parser("status", help="where a file (or every file) is in the pipeline")
+    p = sub.add_parser(
+        "status",
+        help="where a file (or every file) is in the pipeline; for one FILE (its key or file "
+        "id) also its failures by reason and its deletion receipt",
+    )
     p.add_argument("file", nargs="?")
     p.add_argument("--endpoint-url")
     p.add_argument("--json", action="store_true")
@@ -124,8 +128,48 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the faults in force as JSON")
     p.set_defaults(run=_lazy("fault", "fault"))
 
+    p = sub.add_parser(
+        "receipts",
+        help="every deletion receipt: per file its records by how they ended and left the "
+        "store, when the source was deleted and the last record left, complete or not",
+    )
+    p.add_argument(
+        "--endpoint-url",
+        help="a local cloud (default: the running `ingest up`, else AWS with your credentials)",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON list of the receipts")
+    p.set_defaults(run=_lazy("receipts", "receipts"))
+
     _add_dlq_parsers(sub)
     _add_trace_parser(sub)
+    _add_cost_parser(sub)
+
+
+def _add_cost_parser(sub: Any) -> None:
+    """`ingest cost` (code in `ingest_cli.cost`: standard library only, no extra needed)."""
+    text = (
+        "what a run's counted AWS usage costs at AWS's prices, per million records (x86_64 and "
+        "arm64), beside the Lambda GB-seconds measured per stage; the last `ingest run`, or "
+        "--from a saved `ingest run --json`"
+    )
+    p = sub.add_parser("cost", help=text, description=text)
+    p.add_argument(
+        "--records", type=int, default=1_000_000, metavar="N", help="price N records (1,000,000)"
+    )
+    p.add_argument(
+        "--region",
+        default="eu-west-2",
+        choices=("eu-west-2", "us-east-1"),
+        help="whose prices (default eu-west-2, London)",
+    )
+    p.add_argument(
+        "--from",
+        dest="from_file",
+        metavar="FILE",
+        help="a saved `ingest run --json` (default: the last run's, kept by `ingest run`)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(run=_lazy("cost", "cost", "ingest_cli.cost"))
 
 
 def _add_trace_parser(sub: Any) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from deploytools import bundle
-from localcloud import deploy
+from localcloud import access, deploy
+from localcloud.calls import ESM, PLATFORM, XRAY_DAEMON
 from localcloud.control import ControlServer
 from localcloud.faults import Faults, FaultSpecError, FaultSwitch
 from localcloud.moto_server import MotoServer
@@ -68,6 +69,9 @@ class LocalCloud:
         self.external = external
         self.say = say
         self.moto: MotoServer | None = None
+        # the platform's IAM user's key: the simulator invokes enrichment and publishes consumed
+        # notices with it (localcloud.access)
+        self.platform_key: access.AccessKey | None = None
         self.platform: PlatformSimulator | None = None
         self.pollers: EventSourcePollers | None = None
         self.xray: XRayDaemon | None = None
@@ -97,6 +101,8 @@ class LocalCloud:
         )
         self.moto.start()
         self.say(f"local cloud on {self.moto.endpoint}")
+        # before the deploy, whose parameters name it (deploy.LOCAL_PARAMETERS)
+        self.platform_key = access.create_platform_identity(self.client("iam"))
         if self.external is None:
             secret = secrets.token_urlsafe(24)
             self.platform = PlatformSimulator(
@@ -130,7 +136,8 @@ class LocalCloud:
         self.say("deployed: foundation, splitter, transformer, publisher, reaper")
         assert self.moto.runtime is not None
         self.pollers = EventSourcePollers(
-            sqs=self.client("sqs"),
+            # Lambda's pollers: their receives and deletes are billed as SQS requests
+            sqs=self.moto.client("sqs", caller=ESM),
             lambda_client=self.client("lambda"),
             runtime=self.moto.runtime,
             spec_for=self.moto.spec_for,
@@ -141,7 +148,11 @@ class LocalCloud:
         self._sync_thread = threading.Thread(target=self._keep_synced, daemon=True)
         self._sync_thread.start()
         self.control = ControlServer(
-            self.faults, platform_simulated=self.platform is not None, metrics=self.metrics
+            self.faults,
+            platform_simulated=self.platform is not None,
+            metrics=self.metrics,
+            usage=self.moto.usage,
+            flush=self.xray.flush,
         )
         self.control.start()
         if self.faults.get().specs():
@@ -180,9 +191,14 @@ class LocalCloud:
         return self.moto.endpoint
 
     def client(self, service: str) -> Any:
-        """A boto3 client on the local cloud."""
+        """A boto3 client on the local cloud (the account's root)."""
         assert self.moto is not None
         return self.moto.client(service)
+
+    def platform_client(self, service: str) -> Any:
+        """A boto3 client on the local cloud signed by the platform's principal."""
+        assert self.moto is not None and self.platform_key is not None
+        return self.moto.client(service, self.platform_key, caller=PLATFORM)
 
     def write_state_file(self) -> None:
         """Tell other `ingest` commands where this cloud is."""
@@ -204,13 +220,15 @@ class LocalCloud:
                 self._log_line("localcloud", json.dumps({"sync_error": type(err).__name__}))
 
     def _put_trace_segments(self, documents: list[str]) -> dict[str, Any]:
-        answer: dict[str, Any] = self.client("xray").put_trace_segments(
+        assert self.moto is not None
+        self.moto.usage.traced(documents)  # X-Ray bills traces recorded, not these calls
+        answer: dict[str, Any] = self.moto.client("xray", caller=XRAY_DAEMON).put_trace_segments(
             TraceSegmentDocuments=documents
         )
         return answer
 
     def _enrich(self, event_id: str) -> dict[str, Any]:
-        answer = self.client("lambda").invoke(
+        answer = self.platform_client("lambda").invoke(
             FunctionName="gro-publisher-enrich", Payload=json.dumps({"id": event_id}).encode()
         )
         body: dict[str, Any] = json.loads(answer["Payload"].read())
@@ -222,7 +240,7 @@ class LocalCloud:
         topic = self.outputs.get("EventsConsumedTopicArn") or self._export(
             "gro-foundation-EventsConsumedTopicArn"
         )
-        self.client("sns").publish(TopicArn=topic, Message=json.dumps({"id": event_id}))
+        self.platform_client("sns").publish(TopicArn=topic, Message=json.dumps({"id": event_id}))
 
     def _export(self, name: str) -> str:
         pages = self.client("cloudformation").get_paginator("list_exports").paginate()
@@ -261,6 +279,8 @@ class LocalCloud:
             record = {"message": line}
         if isinstance(record.get("_aws"), dict):
             self._tally(record)
+        if self.moto is not None and function not in ("deploy", "localcloud"):
+            self.moto.usage.logged(function, line, record)  # CloudWatch Logs ingestion
         if self._log_file is None:
             return
         record.setdefault("function", function)

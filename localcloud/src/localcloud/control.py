@@ -1,7 +1,10 @@
 """The local cloud's control endpoint on 127.0.0.1: what `ingest fault` and `ingest status` talk
-to while an `ingest up` runs in another terminal. Faults and metric totals; nothing else.
+to while an `ingest up` runs in another terminal. Faults, metric totals and AWS usage; nothing
+else.
 
     GET    /metrics  {"metrics": {service: {name: total}}}   the functions' embedded metrics
+    POST   /calls/mark  {"mark": N}   remember the AWS usage so far (localcloud.calls)
+    GET    /calls?since=N  {"usage": {...}}   the usage after mark N (no `since`: since the start)
     GET    /faults   {"faults": [spec, ...]}
     PUT    /faults   {"faults": [spec, ...]}   add to what is in force (same kind: replaced)
     DELETE /faults   clear every fault
@@ -14,7 +17,9 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+from localcloud.calls import Usage
 from localcloud.faults import Faults, FaultSpecError, FaultSwitch, parse
 
 MAX_BODY = 64 * 1024
@@ -29,10 +34,13 @@ class ControlServer:
         *,
         platform_simulated: bool,
         metrics: Callable[[], dict[str, dict[str, float]]] = dict,
+        usage: Usage | None = None,
+        flush: Callable[[], object] = lambda: None,
     ) -> None:
         self._faults = faults
         self._simulated = platform_simulated
         switch, simulated, tally = faults, platform_simulated, metrics
+        counted = usage or Usage()
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: Any) -> None:
@@ -50,10 +58,26 @@ class ControlServer:
                 if self.path == "/metrics":
                     self._answer(200, {"metrics": tally()})
                     return
+                url = urlsplit(self.path)
+                if url.path == "/calls":
+                    flush()  # what is still on its way (the X-Ray daemon's traces)
+                    since = parse_qs(url.query).get("since", [""])[0]
+                    try:
+                        mark = int(since) if since else None
+                        self._answer(200, {"usage": counted.since(mark)})
+                    except (ValueError, KeyError) as err:
+                        self._answer(400, {"error": str(err).strip("'\"")})
+                    return
                 if self.path != "/faults":
                     self._answer(404, {"error": "not found"})
                     return
                 self._answer(200, {"faults": switch.get().specs()})
+
+            def do_POST(self) -> None:
+                if self.path != "/calls/mark":
+                    self._answer(404, {"error": "not found"})
+                    return
+                self._answer(200, {"mark": counted.mark()})
 
             def do_DELETE(self) -> None:
                 if self.path != "/faults":

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from localcloud import function_segments
+from localcloud.calls import Usage
 from localcloud.container import END_MARKER
 from localcloud.faults import FaultSwitch
 
@@ -45,6 +46,7 @@ class FunctionSpec:
     memory_mb: int
     arn: str
     code_dir: Path
+    architecture: str = "x86_64"
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class _Container:
         self._markers_expected = 0
         self._eof = False
         self.timed_out = False
+        self.elapsed_s = 0.0  # the last exchange: request written to response read
         self._readers = [
             threading.Thread(target=self._read_responses, daemon=True),
             threading.Thread(target=self._read_logs, daemon=True),
@@ -122,6 +125,7 @@ class _Container:
         """Send a request (None: await the init report); None if no answer in time or it died."""
         with self._logs:
             self._markers_expected += 1
+        started = time.perf_counter()
         if request is not None:
             assert self.proc.stdin is not None
             try:
@@ -133,7 +137,9 @@ class _Container:
             response = self._responses.get(timeout=timeout_s)
         except queue.Empty:
             self.timed_out = True
+            self.elapsed_s = timeout_s
             return None
+        self.elapsed_s = time.perf_counter() - started
         if response is not None:
             with self._logs:
                 self._logs.wait_for(
@@ -186,8 +192,11 @@ class LambdaRuntime:
         max_containers: int = 2,
         faults: FaultSwitch | None = None,
         xray_daemon_address: str | None = None,
+        usage: Usage | None = None,
     ) -> None:
         self._endpoint = endpoint
+        # what each invocation lasted, per function (localcloud.calls: Lambda's GB-seconds)
+        self._usage = usage
         # Where the functions' X-Ray SDK sends its subsegments, and this runtime the function
         # segments the Lambda service would emit (none without a daemon).
         self._xray_address = xray_daemon_address
@@ -225,11 +234,14 @@ class LambdaRuntime:
         request_id = str(uuid.uuid4())
         event, crash = self._crash(spec, event)
         container, cold = self._acquire(spec)
+        init_s: float | None = None
         try:
             if cold:
                 ready = container.exchange(None, _INIT_TIMEOUT_S)
+                init_s = container.elapsed_s
                 if ready is None or not ready.get("ok"):
                     container.kill()
+                    self._count(spec, None, init_s, error=True)
                     return self._failure(request_id, ready, container, "INIT")
             deadline_ms = int(time.time() * 1000) + spec.timeout_s * 1000
             request = {
@@ -243,6 +255,8 @@ class LambdaRuntime:
             if spec.name == SPLIT_FUNCTION:
                 request["kill_after_records"] = self._faults.take_kill()
             response = container.exchange(request, spec.timeout_s)
+            error = response is None or crash is not None or not response.get("ok")
+            self._count(spec, container.elapsed_s, init_s, error=error)
             if response is not None and response.get("killed"):
                 # fault kill=splitter:N: the container died mid-step, as at a Lambda timeout
                 container.timed_out = True
@@ -259,6 +273,19 @@ class LambdaRuntime:
             return InvokeResult(payload=payload, error_type=None, logs=container.take_logs())
         finally:
             self._release(container)
+
+    def _count(
+        self, spec: FunctionSpec, duration_s: float | None, init_s: float | None, *, error: bool
+    ) -> None:
+        if self._usage is not None:
+            self._usage.invoked(
+                spec.name,
+                memory_mb=spec.memory_mb,
+                architecture=spec.architecture,
+                duration_s=duration_s,
+                init_s=init_s,
+                error=error,
+            )
 
     def _crash(self, spec: FunctionSpec, event: Any) -> tuple[Any, str | None]:
         """Fault `crash=SERVICE:P`: the handler gets the first half of its batch, then fails."""
@@ -402,6 +429,9 @@ class LambdaRuntime:
             "AWS_LAMBDA_LOG_STREAM_NAME": stream,
             "AWS_XRAY_DAEMON_ADDRESS": self._xray_address or "127.0.0.1:2000",
             "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+            # Not Lambda's: the SDK sends it in its User-Agent (`app/NAME`), which is how
+            # localcloud.calls tells this function's AWS requests from everyone else's.
+            "AWS_SDK_UA_APP_ID": spec.name,
             "LAMBDA_TASK_ROOT": str(spec.code_dir),
             "LOCALCLOUD_FUNCTION_ARN": spec.arn,
             "PYTHONPATH": os.pathsep.join([str(spec.code_dir), *self._runtime_path]),
@@ -427,6 +457,7 @@ class LambdaRuntime:
             memory_mb=int(fn.memory_size),
             arn=str(fn.function_arn),
             code_dir=code_dir,
+            architecture=str((getattr(fn, "architectures", None) or ["x86_64"])[0]),
         )
 
     @staticmethod

@@ -16,7 +16,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from localcloud import message_move, trace_patches
+from localcloud import access, message_move, trace_patches
+from localcloud.calls import LOCALCLOUD, Usage
 from localcloud.faults import FaultSwitch
 from localcloud.lambda_runtime import FunctionSpec, LambdaRuntime, LogSink
 
@@ -129,6 +130,8 @@ def _install_patches(runtime: LambdaRuntime) -> None:
     message_move.install()
     # SendMessageBatch drops AWSTraceHeader; X-Ray's backend is not thread-safe.
     trace_patches.install()
+    # moto keeps functions' and topics' resource policies but never evaluates them.
+    access.install()
 
 
 def _uninstall_patches() -> None:
@@ -145,6 +148,7 @@ def _uninstall_patches() -> None:
     del Queue.lambda_event_source_mappings
     message_move.uninstall()
     trace_patches.uninstall()
+    access.uninstall()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -167,7 +171,10 @@ class MotoServer:
         xray_daemon_address: str | None = None,
     ) -> None:
         self._port = port
+        # every AWS request and Lambda invocation, counted (`ingest run --json`, `ingest cost`)
+        self.usage = Usage(dynamodb_lock=_dynamodb_lock)
         self._runtime_args: dict[str, Any] = {
+            "usage": self.usage,
             "runtime_path": list(runtime_path),
             "log_sink": log_sink,
             "max_containers": max_containers,
@@ -185,7 +192,8 @@ class MotoServer:
             region_name=self.region,
         )
         self._client_lock = threading.Lock()  # boto3 sessions are not thread-safe
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[tuple[str, access.AccessKey | None, str], Any] = {}
+        self._sessions: dict[access.AccessKey, Any] = {}
 
     def start(self) -> None:
         """Start the server, enable SFN execution and patch Lambda before anything is deployed."""
@@ -201,6 +209,10 @@ class MotoServer:
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
         server.start()
         self._server = server
+        # count each request where it arrives (ThreadedMotoServer offers no hook: its werkzeug
+        # server reads `.app` per request)
+        assert server._server is not None
+        server._server.app = self.usage.middleware(server._server.app)
         _, port = server.get_host_and_port()
         self.endpoint = f"http://127.0.0.1:{port}"
         # SFN tasks call http://localhost:$MOTO_PORT, read at each call.
@@ -212,16 +224,29 @@ class MotoServer:
         self.runtime = LambdaRuntime(endpoint=self.endpoint, **self._runtime_args)
         _install_patches(self.runtime)
 
-    def client(self, service: str) -> Any:
-        """A boto3 client for `service` pointed at this server (made once: clients are
-        thread-safe, and making one costs milliseconds)."""
+    def client(
+        self, service: str, key: access.AccessKey | None = None, *, caller: str = LOCALCLOUD
+    ) -> Any:
+        """A boto3 client for `service` pointed at this server, signing with moto's dummy
+        credentials (the account's root) or with `key` (made once: clients are thread-safe, and
+        making one costs milliseconds)."""
         with self._client_lock:
-            made = self._clients.get(service)
+            made = self._clients.get((service, key, caller))
             if made is None:
-                made = self._session.client(
-                    service, endpoint_url=self.endpoint, config=_CLIENT_CONFIG
-                )
-                self._clients[service] = made
+                session = self._session
+                if key is not None:
+                    session = self._sessions.get(key)
+                    if session is None:
+                        session = boto3.session.Session(
+                            aws_access_key_id=key.key_id,
+                            aws_secret_access_key=key.secret,
+                            region_name=self.region,
+                        )
+                        self._sessions[key] = session
+                # the caller's name travels in the User-Agent (localcloud.calls counts by it)
+                config = _CLIENT_CONFIG.merge(Config(user_agent_appid=caller))
+                made = session.client(service, endpoint_url=self.endpoint, config=config)
+                self._clients[(service, key, caller)] = made
             return made
 
     def spec_for(self, function_name: str) -> FunctionSpec:
