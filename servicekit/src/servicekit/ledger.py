@@ -7,8 +7,18 @@ write of a million-record file (DynamoDB allows about 1,000 writes/s per key):
 - file item   pk=`file#{file_id}`             what the file is, how many records it holds
 - block item  pk=`file#{file_id}#blk#{n}`     ordinals n*256+1.. by terminal status, and counts
 - record item pk=`rec#{file_id}#{ordinal}`    why a record was rejected or dead-lettered
+- one item    pk=`receipts#open`              files whose receipt waits for records to leave
+                                              the temporary store (the sweep looks at them)
 
-Every write is idempotent under at-least-once delivery (see `record_ended`).
+Every write is idempotent under at-least-once delivery (see `record_ended`, `record_left`).
+
+What a deletion receipt is made of lives here too: the file's hash and size (from the
+splitter), when each stage finished, and, per block, which published records have left the
+temporary store and how (`record_left`). Once a file is finished, `watch_store` counts its
+blocks that still have a published record in the store on the file item (`open`); the write
+that takes a block's last record out brings the count down, so "the last record of the file
+has left the store" is known from one block and one file item, never from a scan.
+
 The client is any DynamoDB low-level client (boto3's), passed in: this module imports no SDK.
 Every service that writes the ledger goes through here, and so do the operator's tools that
 read it, so the item layout is known in one place.
@@ -16,7 +26,9 @@ read it, so the item layout is known in one place.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -37,6 +49,16 @@ class RecordStatus(StrEnum):
     PUBLISHED = "published"
     REJECTED = "rejected"
     DEAD_LETTERED = "dead_lettered"
+
+
+class LeftBy(StrEnum):
+    """How a record's copy left the temporary store."""
+
+    CONSUMED = "consumed"  # every consumer has consumed it: the reaper deleted it
+    EXPIRED = "expired"  # past its expiry: the reaper's sweep deleted it
+    # found gone by the reaper: the publisher deleted it (the platform had the event from an
+    # earlier ingestion, or the message was given up on), or DynamoDB's TTL did
+    GONE = "gone"
 
 
 class FileStatus(StrEnum):
@@ -78,6 +100,52 @@ class FileProgress(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
+class Left(msgspec.Struct, frozen=True, kw_only=True):
+    """What `record_left` did: whether it changed anything, and whether the file's receipt is
+    now due to be written again (its last record has left the store, or a record that was
+    published after its block had emptied has left)."""
+
+    changed: bool
+    receipt_due: bool = False
+
+
+class Watch(msgspec.Struct, frozen=True, kw_only=True):
+    """What `watch_store` did: done, or stopped for time (call it again)."""
+
+    done: bool
+
+
+class ReceiptFacts(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a file's deletion receipt says, as the ledger has it now. No personal data:
+    identities, counts, times (Unix seconds), the file's hash and size."""
+
+    file_id: str
+    bucket: str | None = None
+    key: str | None = None
+    version_id: str | None = None
+    status: str | None = None
+    emitted: int | None = None
+    published: int = 0
+    rejected: int = 0
+    dead_lettered: int = 0
+    # of the published records: how they left the temporary store, and how many have not
+    consumed: int = 0
+    expired: int = 0
+    gone: int = 0
+    in_store: int = 0
+    sha256: str | None = None
+    size: int | None = None
+    started_at: int | None = None
+    split_at: int | None = None
+    published_at: int | None = None
+    accounted_at: int | None = None
+    source_deleted_at: int | None = None
+    last_left_store_at: int | None = None
+    # the store watch is set up (every block with a record in the store counted in `open`)
+    watched: bool = False
+    open_blocks: int = 0
+
+
 class RecordEnding(msgspec.Struct, frozen=True, kw_only=True):
     """One record's ending as the ledger keeps it: no content, only why."""
 
@@ -98,6 +166,7 @@ class DynamoClient(Protocol):
     def put_item(self, **kwargs: Any) -> Any: ...
     def update_item(self, **kwargs: Any) -> Any: ...
     def batch_get_item(self, **kwargs: Any) -> Any: ...
+    def transact_write_items(self, **kwargs: Any) -> Any: ...
     def get_paginator(self, operation: str) -> Any: ...
 
 
@@ -118,6 +187,9 @@ def _block_pk(fid: str, ordinal: int) -> str:
 
 
 _SETS = {RecordStatus.PUBLISHED: "p", RecordStatus.REJECTED: "r", RecordStatus.DEAD_LETTERED: "d"}
+# a block's sets of ordinals whose copy left the temporary store, by how
+_LEFT = {LeftBy.CONSUMED: "gc", LeftBy.EXPIRED: "gx", LeftBy.GONE: "gg"}
+OPEN_FILES_PK = "receipts#open"
 _COUNTS = {
     RecordStatus.PUBLISHED: "np",
     RecordStatus.REJECTED: "nr",
@@ -127,6 +199,32 @@ _COUNTS = {
 
 def _n(item: dict[str, Any], name: str) -> int:
     return int(item.get(name, {}).get("N", "0"))
+
+
+def _maybe_n(item: dict[str, Any], name: str) -> int | None:
+    value = item.get(name, {}).get("N")
+    return int(value) if value is not None else None
+
+
+def _ordinals(item: dict[str, Any], name: str) -> set[int]:
+    return {int(o) for o in item.get(name, {}).get("NS", [])}
+
+
+def _gone(item: dict[str, Any]) -> set[int]:
+    return set().union(*(_ordinals(item, name) for name in _LEFT.values()))
+
+
+def _in_store(item: dict[str, Any]) -> set[int]:
+    """A block's published records not yet seen leaving the temporary store."""
+    return _ordinals(item, "p") - _gone(item)
+
+
+def _unchanged(item: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A condition that holds while the block is as `item` shows it (its version `nv` goes up
+    with every record that leaves the store), with its value."""
+    if "nv" in item:
+        return "#nv = :nv", {":nv": item["nv"]}
+    return "attribute_not_exists(#nv)", {}
 
 
 class Ledger:
@@ -165,14 +263,28 @@ class Ledger:
             },
         )
 
-    def file_checked(self, ref: FileRef, records: int) -> None:
-        """Record that the file passed its structural check, and how many records it holds."""
+    def file_checked(
+        self, ref: FileRef, records: int, *, sha256: str | None = None, size: int | None = None
+    ) -> None:
+        """Record that the file passed its structural check, how many records it holds, and
+        (for its receipt) the SHA-256 of its bytes and its size."""
+        expression = "SET #n = :n"
+        names = {"#n": "record_count"}
+        values: dict[str, Any] = {":n": {"N": str(records)}}
+        if sha256 is not None:
+            expression += ", #h = :h"
+            names["#h"] = "sha256"
+            values[":h"] = {"S": sha256}
+        if size is not None:
+            expression += ", #z = :z"
+            names["#z"] = "size"  # a reserved word
+            values[":z"] = {"N": str(size)}
         self._client.update_item(
             TableName=self._table,
             Key={"pk": {"S": _file_pk(file_id(ref))}},
-            UpdateExpression="SET #n = :n",
-            ExpressionAttributeNames={"#n": "record_count"},
-            ExpressionAttributeValues={":n": {"N": str(records)}},
+            UpdateExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
         )
 
     def file_split(self, ref: FileRef, emitted: int) -> None:
@@ -180,9 +292,13 @@ class Ledger:
         self._client.update_item(
             TableName=self._table,
             Key={"pk": {"S": _file_pk(file_id(ref))}},
-            UpdateExpression="SET #n = :n, #s = :s",
-            ExpressionAttributeNames={"#s": "status", "#n": "emitted"},
-            ExpressionAttributeValues={":n": {"N": str(emitted)}, ":s": {"S": FileStatus.SPLIT}},
+            UpdateExpression="SET #n = :n, #s = :s, #t = if_not_exists(#t, :t)",
+            ExpressionAttributeNames={"#s": "status", "#n": "emitted", "#t": "split_at"},
+            ExpressionAttributeValues={
+                ":n": {"N": str(emitted)},
+                ":s": {"S": FileStatus.SPLIT},
+                ":t": {"N": str(int(time.time()))},
+            },
         )
 
     def file_ended(self, ref: FileRef, status: FileStatus, reason: str | None = None) -> None:
@@ -254,6 +370,10 @@ class Ledger:
             f"(attribute_not_exists({n}) OR NOT contains({n}, :ov))" for n in ("#p", "#r", "#d")
         )
         new_set, new_count = _SETS[status], _COUNTS[status]
+        # when the block's last record ended (and was published): the receipt's stage times
+        ended_names = {"#te": "te", **({"#tp": "tp"} if status is RecordStatus.PUBLISHED else {})}
+        set_ended = "".join(f", {n} = :now" for n in ended_names)
+        now = {":now": {"N": str(int(time.time()))}}
         # the release that ended it, added to the block's set of releases (a set: no growth)
         by_names = {"#v": "v"} if handled_by else {}
         by_values = {":v": {"SS": [handled_by]}} if handled_by else {}
@@ -264,11 +384,12 @@ class Ledger:
                 self._client.update_item(
                     TableName=self._table,
                     Key=key,
-                    UpdateExpression=f"ADD #new :o, #newn :one{add_by} SET #x = :x",
+                    UpdateExpression=f"ADD #new :o, #newn :one{add_by} SET #x = :x{set_ended}",
                     ConditionExpression=absent,
                     ExpressionAttributeNames={
                         **names,
                         **by_names,
+                        **ended_names,
                         "#new": new_set,
                         "#newn": new_count,
                     },
@@ -278,6 +399,7 @@ class Ledger:
                         ":one": {"N": "1"},
                         ":x": expiry,
                         **by_values,
+                        **now,
                     },
                 )
                 return True
@@ -303,11 +425,13 @@ class Ledger:
                     TableName=self._table,
                     Key=key,
                     UpdateExpression=(
-                        f"ADD #new :o, #newn :one, #oldn :minus{add_by} DELETE #old :o"
+                        f"ADD #new :o, #newn :one, #oldn :minus{add_by} DELETE #old :o "
+                        f"SET {set_ended.removeprefix(', ')}"
                     ),
                     ConditionExpression="contains(#old, :ov)",
                     ExpressionAttributeNames={
                         **by_names,
+                        **ended_names,
                         "#new": new_set,
                         "#newn": new_count,
                         "#old": _SETS[old],
@@ -319,6 +443,7 @@ class Ledger:
                         ":one": {"N": "1"},
                         ":minus": {"N": "-1"},
                         **by_values,
+                        **now,
                     },
                 )
             except conditional_failure:
@@ -378,23 +503,11 @@ class Ledger:
         known = int(emitted or file_item.get("record_count", {}).get("N", "0"))
         totals = {"published": 0, "rejected": 0, "dead_lettered": 0}
         releases: set[str] = set()
-        keys = [{"pk": {"S": f"file#{fid}#blk#{b}"}} for b in range((known + BLOCK - 1) // BLOCK)]
-        for start in range(0, len(keys), 100):  # BatchGetItem takes 100 keys
-            request: dict[str, Any] = {
-                self._table: {
-                    "Keys": keys[start : start + 100],
-                    "ConsistentRead": True,
-                    "ProjectionExpression": "np, nr, nd, v",
-                }
-            }
-            while request:
-                answer = self._client.batch_get_item(RequestItems=request)
-                for item in answer.get("Responses", {}).get(self._table, []):
-                    totals["published"] += _n(item, "np")
-                    totals["rejected"] += _n(item, "nr")
-                    totals["dead_lettered"] += _n(item, "nd")
-                    releases.update(item.get("v", {}).get("SS", []))
-                request = answer.get("UnprocessedKeys") or {}
+        for item in self._blocks(fid, known, ("np", "nr", "nd", "v")):
+            totals["published"] += _n(item, "np")
+            totals["rejected"] += _n(item, "nr")
+            totals["dead_lettered"] += _n(item, "nd")
+            releases.update(item.get("v", {}).get("SS", []))
         return FileProgress(
             file_id=fid,
             status=file_item.get("status", {}).get("S"),
@@ -405,3 +518,323 @@ class Ledger:
             handled_by=tuple(sorted(releases)),
             **totals,
         )
+
+    def _blocks(self, fid: str, records: int, attributes: tuple[str, ...]) -> Iterator[Any]:
+        """The block items of a file of `records` records (those that exist), read strongly
+        consistent, with the given attributes only."""
+        keys = [{"pk": {"S": f"file#{fid}#blk#{b}"}} for b in range(_block_count(records))]
+        names = {f"#a{i}": name for i, name in enumerate(attributes)}
+        for start in range(0, len(keys), 100):  # BatchGetItem takes 100 keys
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": keys[start : start + 100],
+                    "ConsistentRead": True,
+                    "ProjectionExpression": ", ".join(names),
+                    "ExpressionAttributeNames": names,
+                }
+            }
+            while request:
+                answer = self._client.batch_get_item(RequestItems=request)
+                yield from answer.get("Responses", {}).get(self._table, [])
+                request = answer.get("UnprocessedKeys") or {}
+
+    # -- the temporary store, for the deletion receipt -------------------------------------
+
+    def source_deleted(self, ref: FileRef, at: int) -> int:
+        """Record when the source object was deleted; the first time recorded stays (a retried
+        finish deletes again and changes nothing). Returns the time recorded."""
+        answer = self._client.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": _file_pk(file_id(ref))}},
+            UpdateExpression="SET #d = if_not_exists(#d, :t)",
+            ExpressionAttributeNames={"#d": "source_deleted_at"},
+            ExpressionAttributeValues={":t": {"N": str(int(at))}},
+            ReturnValues="ALL_NEW",
+        )
+        return int(answer["Attributes"]["source_deleted_at"]["N"])
+
+    def record_left(self, fid: str, ordinal: int, how: LeftBy, *, at: float | None = None) -> Left:
+        """Record that a record's copy has left the temporary store, and how; idempotent.
+
+        The ordinal goes into its block's set for `how`, unless it is in one of the three sets
+        already (a repeated notice, or the sweep finding gone what a notice took): one
+        conditional UpdateItem. If the file's store watch is set up and this was the last of
+        the block's published records in the store, the block leaves the file's `open` count
+        (one transaction over the block and the file item, conditional on the block's version),
+        and if that was the file's last open block, the receipt is due.
+        """
+        key = {"pk": {"S": _block_pk(fid, ordinal)}}
+        absent = " AND ".join(
+            f"(attribute_not_exists({n}) OR NOT contains({n}, :ov))" for n in ("#c", "#x", "#g")
+        )
+        try:
+            item = self._client.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression="ADD #how :o, #nv :one SET #t = :t, #e = :e",
+                ConditionExpression=absent,
+                ExpressionAttributeNames={
+                    "#c": _LEFT[LeftBy.CONSUMED],
+                    "#x": _LEFT[LeftBy.EXPIRED],
+                    "#g": _LEFT[LeftBy.GONE],
+                    "#how": _LEFT[how],
+                    "#nv": "nv",
+                    "#t": "tg",
+                    "#e": "expires_at",
+                },
+                ExpressionAttributeValues={
+                    ":o": {"NS": [str(ordinal)]},
+                    ":ov": {"N": str(ordinal)},
+                    ":one": {"N": "1"},
+                    ":t": {"N": str(int(at or time.time()))},
+                    ":e": {"N": _expiry()},
+                },
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return Left(changed=False)
+        if "w" not in item or ordinal not in _ordinals(item, "p"):
+            return Left(changed=True)  # not watched yet: the finish will count what is left
+        if "o" not in item:
+            # a record published after its block had emptied (a redrive after the file
+            # finished) has left: the receipt's counts have moved
+            return Left(changed=True, receipt_due=self._store_emptied(fid))
+        return Left(changed=True, receipt_due=self._close_block(fid, key, item))
+
+    def _close_block(self, fid: str, key: dict[str, Any], item: dict[str, Any]) -> bool:
+        """Take the block out of the file's `open` count if none of its published records is
+        left in the store; True if the file then has none left either."""
+        for _ in range(5):
+            if "o" not in item or _in_store(item):
+                return False
+            unchanged, value = _unchanged(item)
+            try:
+                self._client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Update": {
+                                "TableName": self._table,
+                                "Key": key,
+                                "UpdateExpression": "REMOVE #o",
+                                "ConditionExpression": f"attribute_exists(#o) AND {unchanged}",
+                                "ExpressionAttributeNames": {"#o": "o", "#nv": "nv"},
+                                **({"ExpressionAttributeValues": value} if value else {}),
+                            }
+                        },
+                        self._count_open(fid, -1),
+                    ]
+                )
+            except self._client.exceptions.TransactionCanceledException:
+                item = self._client.get_item(
+                    TableName=self._table, Key=key, ConsistentRead=True
+                ).get("Item", {})
+                continue
+            return self._store_emptied(fid)
+        raise RuntimeError(f"ledger: a block of file {fid} kept changing under us")
+
+    def _count_open(self, fid: str, by: int) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": {"pk": {"S": _file_pk(fid)}},
+                "UpdateExpression": "ADD #open :by",
+                "ExpressionAttributeNames": {"#open": "open"},
+                "ExpressionAttributeValues": {":by": {"N": str(by)}},
+            }
+        }
+
+    def _store_emptied(self, fid: str) -> bool:
+        """The file's store watch is set up and none of its blocks is open."""
+        item = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": _file_pk(fid)}},
+            ConsistentRead=True,
+            ProjectionExpression="#wd, #open",
+            ExpressionAttributeNames={"#wd": "wd", "#open": "open"},
+        ).get("Item", {})
+        return "wd" in item and _n(item, "open") == 0
+
+    def watch_store(
+        self, fid: str, *, now: float | None = None, out_of_time: Callable[[], bool] = lambda: False
+    ) -> Watch:
+        """Once a file is finished: count on its file item (`open`) each block that still has a
+        published record in the temporary store, so that `record_left` knows when the last one
+        has gone. Resumable (the next block to look at is kept on the file item) and
+        idempotent; the count is held one above its true value until every block is counted,
+        so that it cannot reach 0 early. Also lists the file among those the sweep looks at."""
+        file_key = {"pk": {"S": _file_pk(fid)}}
+        at = {":t": {"N": str(int(now or time.time()))}}
+        item = self._client.get_item(TableName=self._table, Key=file_key, ConsistentRead=True).get(
+            "Item", {}
+        )
+        if "wd" in item:
+            return Watch(done=True)
+        self._client.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": OPEN_FILES_PK}},
+            UpdateExpression="ADD #f :f",
+            ExpressionAttributeNames={"#f": "files"},
+            ExpressionAttributeValues={":f": {"SS": [fid]}},
+        )
+        conditional_failure = self._client.exceptions.ConditionalCheckFailedException
+        if "wg" not in item:
+            with contextlib.suppress(conditional_failure):  # an earlier attempt took it
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=file_key,
+                    UpdateExpression="SET #wg = :t ADD #open :one",
+                    ConditionExpression="attribute_not_exists(#wg)",
+                    ExpressionAttributeNames={"#wg": "wg", "#open": "open"},
+                    ExpressionAttributeValues={**at, ":one": {"N": "1"}},
+                )
+        records = int(item.get("emitted", item.get("record_count", {"N": "0"}))["N"])
+        for block in range(_n(item, "wn"), _block_count(records)):
+            if out_of_time():
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=file_key,
+                    UpdateExpression="SET #wn = :n",
+                    ExpressionAttributeNames={"#wn": "wn"},
+                    ExpressionAttributeValues={":n": {"N": str(block)}},
+                )
+                return Watch(done=False)
+            self._watch_block(fid, block)
+        with contextlib.suppress(conditional_failure):  # an earlier attempt released it
+            self._client.update_item(
+                TableName=self._table,
+                Key=file_key,
+                UpdateExpression="SET #wd = :t ADD #open :minus",
+                ConditionExpression="attribute_not_exists(#wd)",
+                ExpressionAttributeNames={"#wd": "wd", "#open": "open"},
+                ExpressionAttributeValues={**at, ":minus": {"N": "-1"}},
+            )
+        return Watch(done=True)
+
+    def _watch_block(self, fid: str, block: int) -> None:
+        key = {"pk": {"S": f"file#{fid}#blk#{block}"}}
+        item = self._client.update_item(
+            TableName=self._table,
+            Key=key,
+            UpdateExpression="SET #w = :one, #e = if_not_exists(#e, :e)",
+            ExpressionAttributeNames={"#w": "w", "#e": "expires_at"},
+            ExpressionAttributeValues={":one": {"N": "1"}, ":e": {"N": _expiry()}},
+            ReturnValues="ALL_NEW",
+        )["Attributes"]
+        for _ in range(5):
+            if "o" in item or not _in_store(item):
+                return
+            unchanged, value = _unchanged(item)
+            try:
+                self._client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Update": {
+                                "TableName": self._table,
+                                "Key": key,
+                                "UpdateExpression": "SET #o = :one",
+                                "ConditionExpression": f"attribute_not_exists(#o) AND {unchanged}",
+                                "ExpressionAttributeNames": {"#o": "o", "#nv": "nv"},
+                                "ExpressionAttributeValues": {":one": {"N": "1"}, **value},
+                            }
+                        },
+                        self._count_open(fid, 1),
+                    ]
+                )
+                return
+            except self._client.exceptions.TransactionCanceledException:
+                item = self._client.get_item(
+                    TableName=self._table, Key=key, ConsistentRead=True
+                ).get("Item", {})
+        raise RuntimeError(f"ledger: block {block} of file {fid} kept changing under us")
+
+    def in_store(self, fid: str) -> set[int]:
+        """The ordinals of a file's published records not yet seen leaving the store."""
+        item = self._client.get_item(
+            TableName=self._table, Key={"pk": {"S": _file_pk(fid)}}, ConsistentRead=True
+        ).get("Item", {})
+        records = int(item.get("emitted", item.get("record_count", {"N": "0"}))["N"])
+        out: set[int] = set()
+        for block in self._blocks(fid, records, ("p", *_LEFT.values())):
+            out |= _in_store(block)
+        return out
+
+    def settle(self, fid: str) -> bool:
+        """Take out of the file's `open` count every block none of whose published records is
+        left in the store (a drain lost to a failure after the record was marked); True if the
+        file then has none left. The sweep's backstop; idempotent."""
+        item = self._client.get_item(
+            TableName=self._table, Key={"pk": {"S": _file_pk(fid)}}, ConsistentRead=True
+        ).get("Item", {})
+        records = int(item.get("emitted", item.get("record_count", {"N": "0"}))["N"])
+        for block in self._blocks(fid, records, ("pk", "p", "o", "nv", *_LEFT.values())):
+            if "o" in block and not _in_store(block):
+                self._close_block(fid, {"pk": block["pk"]}, block)
+        return self._store_emptied(fid)
+
+    def open_files(self) -> list[str]:
+        """The files whose receipt waits for records to leave the store, oldest id first."""
+        item = self._client.get_item(
+            TableName=self._table, Key={"pk": {"S": OPEN_FILES_PK}}, ConsistentRead=True
+        ).get("Item", {})
+        return sorted(item.get("files", {}).get("SS", []))
+
+    def store_closed(self, fid: str) -> None:
+        """Take a file off the sweep's list: nothing of it is left in the store."""
+        self._client.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": OPEN_FILES_PK}},
+            UpdateExpression="DELETE #f :f",
+            ExpressionAttributeNames={"#f": "files"},
+            ExpressionAttributeValues={":f": {"SS": [fid]}},
+        )
+
+    def receipt_facts(self, fid: str) -> ReceiptFacts:
+        """What a file's receipt says, from its file item and its blocks."""
+        item = self._client.get_item(
+            TableName=self._table, Key={"pk": {"S": _file_pk(fid)}}, ConsistentRead=True
+        ).get("Item", {})
+        emitted = _maybe_n(item, "emitted")
+        records = emitted if emitted is not None else _n(item, "record_count")
+        counts = {"published": 0, "rejected": 0, "dead_lettered": 0}
+        left = dict.fromkeys(_LEFT, 0)
+        in_store = 0
+        times: dict[str, list[int]] = {"te": [], "tp": [], "tg": []}
+        attributes = ("np", "nr", "nd", "p", *_LEFT.values(), *times)
+        for block in self._blocks(fid, records, attributes):
+            counts["published"] += _n(block, "np")
+            counts["rejected"] += _n(block, "nr")
+            counts["dead_lettered"] += _n(block, "nd")
+            published = _ordinals(block, "p")
+            for how, name in _LEFT.items():
+                left[how] += len(_ordinals(block, name) & published)
+            in_store += len(_in_store(block))
+            for name, seen in times.items():
+                if name in block:
+                    seen.append(_n(block, name))
+        return ReceiptFacts(
+            file_id=fid,
+            bucket=item.get("bucket", {}).get("S"),
+            key=item.get("key", {}).get("S"),
+            version_id=item.get("version_id", {}).get("S") or None,
+            status=item.get("status", {}).get("S"),
+            emitted=emitted,
+            **counts,
+            consumed=left[LeftBy.CONSUMED],
+            expired=left[LeftBy.EXPIRED],
+            gone=left[LeftBy.GONE],
+            in_store=in_store,
+            sha256=item.get("sha256", {}).get("S"),
+            size=_maybe_n(item, "size"),
+            started_at=_maybe_n(item, "started_at"),
+            split_at=_maybe_n(item, "split_at"),
+            published_at=max(times["tp"], default=None),
+            accounted_at=max(times["te"], default=None),
+            source_deleted_at=_maybe_n(item, "source_deleted_at"),
+            last_left_store_at=max(times["tg"], default=None),
+            watched="wd" in item,
+            open_blocks=_n(item, "open"),
+        )
+
+
+def _block_count(records: int) -> int:
+    return (records + BLOCK - 1) // BLOCK

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -19,6 +19,21 @@ KEY = "id"
 EXPIRES_AT = "expires_at"
 
 _event_decoder = msgspec.json.Decoder(DeathNotification)
+_REF_NAMES = {"#i": KEY, "#f": "file_id", "#o": "ordinal"}
+
+
+class StoredRef(NamedTuple):
+    """Where a stored event came from: its id, file and ordinal. Nothing of the record."""
+
+    id: str
+    file_id: str
+    ordinal: int
+
+
+def _ref(item: dict[str, Any]) -> StoredRef:
+    return StoredRef(
+        id=item[KEY]["S"], file_id=item["file_id"]["S"], ordinal=int(item["ordinal"]["N"])
+    )
 
 
 class Store:
@@ -72,6 +87,44 @@ class Store:
         for page in pages:
             for item in page.get("Items", []):
                 yield item[KEY]["S"]
+
+    def locate(self, event_id: str) -> StoredRef | None:
+        """Which file and ordinal a stored event came from (never the event), or None if the
+        store does not hold it."""
+        item = self._db.get_item(
+            TableName=self._table,
+            Key={KEY: {"S": event_id}},
+            ConsistentRead=True,
+            ProjectionExpression="#i, #f, #o",
+            ExpressionAttributeNames=_REF_NAMES,
+        ).get("Item")
+        return _ref(item) if item else None
+
+    def expired(self, now: float | None = None, page_size: int = 500) -> Iterator[StoredRef]:
+        """Ids, files and ordinals of the items past their expiry, every page (no event)."""
+        pages = self._db.get_paginator("scan").paginate(
+            TableName=self._table,
+            ProjectionExpression="#i, #f, #o",
+            FilterExpression="#x <= :now",
+            ExpressionAttributeNames={**_REF_NAMES, "#x": EXPIRES_AT},
+            ExpressionAttributeValues={":now": {"N": str(int(now or time.time()))}},
+            PaginationConfig={"PageSize": page_size},
+        )
+        for page in pages:
+            yield from (_ref(item) for item in page.get("Items", []))
+
+    def ordinals_of(self, fid: str) -> set[int]:
+        """The ordinals of one file's events the store holds now (a consistent scan, every
+        page: an event stored before the scan is seen)."""
+        pages = self._db.get_paginator("scan").paginate(
+            TableName=self._table,
+            ConsistentRead=True,
+            ProjectionExpression="#o",
+            FilterExpression="#f = :f",
+            ExpressionAttributeNames={"#o": "ordinal", "#f": "file_id"},
+            ExpressionAttributeValues={":f": {"S": fid}},
+        )
+        return {int(item["ordinal"]["N"]) for page in pages for item in page.get("Items", [])}
 
     def count_for_file(self, fid: str) -> int:
         """How many events of one file the store still holds (every page: scans stop at 1 MB)."""

@@ -11,6 +11,7 @@ import io
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, BinaryIO, NamedTuple
 
 import msgspec
@@ -44,12 +45,16 @@ class FakeLedger:
     file_calls: list[tuple[Any, ...]] = field(default_factory=list)
     records: list[RecordEnded] = field(default_factory=list)
     handled_by: list[str | None] = field(default_factory=list)
+    digests: list[tuple[str | None, int | None]] = field(default_factory=list)
 
     def file_started(self, ref: FileRef) -> None:
         self.file_calls.append(("file_started", ref))
 
-    def file_checked(self, ref: FileRef, records: int) -> None:
+    def file_checked(
+        self, ref: FileRef, records: int, *, sha256: str | None = None, size: int | None = None
+    ) -> None:
         self.file_calls.append(("file_checked", ref, records))
+        self.digests.append((sha256, size))
 
     def file_split(self, ref: FileRef, emitted: int) -> None:
         self.file_calls.append(("file_split", ref, emitted))
@@ -222,6 +227,7 @@ class FakeFiles:
     quarantined: dict[FileRef, str] = field(default_factory=dict)
     asked: list[FileRef] = field(default_factory=list)
     opened: int = 0
+    landed_at: datetime = datetime(2022, 3, 1, 23, 5, 0, tzinfo=UTC)
 
     @contextlib.contextmanager
     def open(self, file: FileRef) -> Iterator[BinaryIO]:
@@ -232,6 +238,9 @@ class FakeFiles:
     def exists(self, file: FileRef) -> bool:
         self.asked.append(file)
         return file in self.objects
+
+    def arrived(self, file: FileRef) -> datetime:
+        return self.landed_at
 
     def quarantine(self, file: FileRef, reason: str) -> None:
         del self.objects[file]

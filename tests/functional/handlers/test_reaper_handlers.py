@@ -1,11 +1,12 @@
 """The reaper's entry points, `consumed`, `finish_file` and `sweep`, called as Lambda calls
 them: recorded events (SQS, SNS, EventBridge schedule, state machine steps), a Lambda context,
-and in-memory ports."""
+and in-memory ports. The deletion receipt: written when a file finishes, written again when
+its last record leaves the store (consumed, swept at expiry, or found gone)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import msgspec
@@ -23,12 +24,12 @@ from reaper.app import ConsumedApp, FinishApp, S3Sources, SweepApp
 from reaper.reap import RecordsUnaccountedError
 from reaper.settings import ConsumedSettings, FinishSettings, SweepSettings
 from servicekit.deadletter import DeadLetterQueue
-from servicekit.ledger import FileProgress, Ledger
+from servicekit.ledger import FileProgress, Ledger, Left, LeftBy, ReceiptFacts, Watch
 from servicekit.settings import SettingsError
-from servicekit.store import Store
+from servicekit.store import Store, StoredRef
 
 from .environment import function_environment
-from .fakes import DeadLetter, FakeDeadLetters, FakeLedger, FakeSources, FakeStore
+from .fakes import DeadLetter, FakeDeadLetters, FakeSources, FakeStore
 from .recorded import (
     FakeLambdaContext,
     Message,
@@ -51,41 +52,246 @@ FILE = FileRef(
     version_id="3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY",
 )
 FID = file_id(FILE)
+SHA256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+SIZE = 1_234_567
+STARTED = int(NOW) - 600
 
 
-def item(event_id: str, expires_at: int) -> StoredEvent:
+def item(event_id: str, expires_at: int, ordinal: int = 1) -> StoredEvent:
     return StoredEvent(
         id=event_id,
         event=msgspec.structs.replace(NOTIFICATION, source_id=event_id),
         expires_at=expires_at,
         file_id=FID,
-        ordinal=1,
+        ordinal=ordinal,
     )
 
 
-# -- consumed -------------------------------------------------------------------------------
+# -- in-memory ports for store tracking and receipts ----------------------------------------
 
 
 @dataclass
-class Consumed:
-    store: FakeStore = field(default_factory=FakeStore)
+class FileBook:
+    """One file in the in-memory ledger: its item, how its records ended, which left the store."""
+
+    ref: FileRef
+    emitted: int | None
+    published: set[int] = field(default_factory=set)
+    rejected: set[int] = field(default_factory=set)
+    dead_lettered: set[int] = field(default_factory=set)
+    left: dict[int, LeftBy] = field(default_factory=dict)
+    sha256: str | None = SHA256
+    size: int | None = SIZE
+    source_deleted_at: int | None = None
+    watched: bool = False
+    last_left_at: int | None = None
+    finished_calls: int = 0
+
+    def in_store(self) -> set[int]:
+        return self.published - set(self.left)
+
+
+@dataclass
+class BookLedger:
+    """The ledger as the reaper uses it, in memory, with `servicekit.ledger.Ledger`'s rules:
+    a record leaves the store once whatever tells it, and once a file is watched the receipt
+    is due when its last published record has left."""
+
+    books: dict[str, FileBook] = field(default_factory=dict)
+    open: set[str] = field(default_factory=set)
+    watch_calls: int = 0
+
+    def book(self, ref: FileRef, *, published: int, rejected: int = 0, dead: int = 0) -> FileBook:
+        ordinals = iter(range(1, published + rejected + dead + 1))
+        entry = FileBook(
+            ref=ref,
+            emitted=published + rejected + dead,
+            published={next(ordinals) for _ in range(published)},
+            rejected={next(ordinals) for _ in range(rejected)},
+            dead_lettered={next(ordinals) for _ in range(dead)},
+        )
+        self.books[file_id(ref)] = entry
+        return entry
+
+    def progress(self, fid: str) -> FileProgress:
+        b = self.books[fid]
+        counts = (len(b.published), len(b.rejected), len(b.dead_lettered))
+        return FileProgress(
+            file_id=fid,
+            status="split",
+            emitted=b.emitted,
+            record_count=b.emitted or 0,
+            published=counts[0],
+            rejected=counts[1],
+            dead_lettered=counts[2],
+            terminal=sum(counts),
+        )
+
+    def file_finished(self, ref: FileRef) -> None:
+        self.books[file_id(ref)].finished_calls += 1
+
+    def source_deleted(self, ref: FileRef, at: int) -> int:
+        b = self.books[file_id(ref)]
+        b.source_deleted_at = b.source_deleted_at or at
+        return b.source_deleted_at
+
+    def watch_store(
+        self, fid: str, *, now: float | None = None, out_of_time: Callable[[], bool] = lambda: False
+    ) -> Watch:
+        self.watch_calls += 1
+        self.open.add(fid)
+        if out_of_time():
+            return Watch(done=False)
+        self.books[fid].watched = True
+        return Watch(done=True)
+
+    def record_left(self, fid: str, ordinal: int, how: LeftBy, *, at: float | None = None) -> Left:
+        b = self.books[fid]
+        if ordinal in b.left:
+            return Left(changed=False)
+        b.left[ordinal] = how
+        b.last_left_at = int(at or 0)
+        due = b.watched and ordinal in b.published and not b.in_store()
+        return Left(changed=True, receipt_due=due)
+
+    def in_store(self, fid: str) -> set[int]:
+        return self.books[fid].in_store()
+
+    def settle(self, fid: str) -> bool:
+        return self.books[fid].watched and not self.books[fid].in_store()
+
+    def open_files(self) -> list[str]:
+        return sorted(self.open)
+
+    def store_closed(self, fid: str) -> None:
+        self.open.discard(fid)
+
+    def receipt_facts(self, fid: str) -> ReceiptFacts:
+        if fid not in self.books:  # forgotten: its items expired
+            return ReceiptFacts(file_id=fid)
+        b = self.books[fid]
+        how = [b.left.get(o) for o in b.published]
+        return ReceiptFacts(
+            file_id=fid,
+            bucket=b.ref.bucket,
+            key=b.ref.key,
+            version_id=b.ref.version_id,
+            emitted=b.emitted,
+            published=len(b.published),
+            rejected=len(b.rejected),
+            dead_lettered=len(b.dead_lettered),
+            consumed=how.count(LeftBy.CONSUMED),
+            expired=how.count(LeftBy.EXPIRED),
+            gone=how.count(LeftBy.GONE),
+            in_store=len(b.in_store()),
+            sha256=b.sha256,
+            size=b.size,
+            started_at=STARTED,
+            split_at=STARTED + 5,
+            published_at=STARTED + 30,
+            accounted_at=STARTED + 31,
+            source_deleted_at=b.source_deleted_at,
+            last_left_store_at=b.last_left_at,
+            watched=b.watched,
+        )
+
+
+class TrackedStore(FakeStore):
+    """The temporary store, answering where an event came from and what a file left there."""
+
+    def locate(self, event_id: str) -> StoredRef | None:
+        item = self.items.get(event_id)
+        return StoredRef(item.id, item.file_id, item.ordinal) if item else None
+
+    def expired(self, now: float | None = None) -> Iterator[StoredRef]:
+        cutoff = int(now or 0)
+        found = [i for i in self.items.values() if i.expires_at <= cutoff]
+        return iter([StoredRef(i.id, i.file_id, i.ordinal) for i in found])
+
+    def ordinals_of(self, fid: str) -> set[int]:
+        return {item.ordinal for item in self.items.values() if item.file_id == fid}
+
+
+@dataclass
+class WrittenReceipts(FakeSources):
+    """The landing bucket, keeping every receipt written, in order."""
+
+    written: list[DeletionReceipt] = field(default_factory=list)
+
+    def put_receipt(self, receipt: DeletionReceipt) -> None:
+        super().put_receipt(receipt)
+        self.written.append(receipt)
+
+    def last(self) -> DeletionReceipt:
+        raw = self.receipts[f"receipts/{FID}.json"]
+        return msgspec.json.decode(raw, type=DeletionReceipt)
+
+
+def event_id(n: int) -> str:
+    return f"gro1-{n:064x}"
+
+
+def notice(n: int) -> str:
+    return json.dumps({"id": event_id(n)})
+
+
+def store_published(store: TrackedStore, book: FileBook, expires_at: int) -> None:
+    """Put each published record of the file in the store, its event id numbered by ordinal."""
+    for ordinal in sorted(book.published):
+        store.items[event_id(ordinal)] = item(event_id(ordinal), expires_at, ordinal=ordinal)
+
+
+@dataclass
+class Reaper:
+    """The three functions' ports, shared, as in one account."""
+
+    ledger: BookLedger = field(default_factory=BookLedger)
+    store: TrackedStore = field(default_factory=TrackedStore)
+    bucket: WrittenReceipts = field(default_factory=WrittenReceipts)
     dead_letters: FakeDeadLetters = field(default_factory=FakeDeadLetters)
+    remaining_millis: int = 50_000
+
+
+STALL_SECONDS = 3600
 
 
 @pytest.fixture
-def consumed(monkeypatch: pytest.MonkeyPatch) -> Consumed:
-    ports = Consumed()
-    app = ConsumedApp(
+def reaper_(monkeypatch: pytest.MonkeyPatch) -> Reaper:
+    ports = Reaper()
+    consumed_app = ConsumedApp(
         settings=ConsumedSettings(
             store_table="gro-temporary-store",
             consumed_dlq_url="https://sqs.us-east-1.amazonaws.com/123456789012/gro-events-consumed-dlq",
+            ledger_table="gro-ingest-ledger",
             max_receive_count=MAX_RECEIVE_COUNT,
         ),
         store=ports.store,
         dead_letters=ports.dead_letters,
+        ledger=ports.ledger,
+        receipts=ports.bucket,
+        clock=lambda: NOW + 60,
     )
-    monkeypatch.setattr(reaper.app, "consumed_app", lambda: app)
-    ports.store.items[EVENT_ID] = item(EVENT_ID, int(NOW) + 3600)
+    finish_app = FinishApp(
+        settings=FinishSettings(
+            ledger_table="gro-ingest-ledger",
+            store_table="gro-temporary-store",
+            stall_seconds=STALL_SECONDS,
+        ),
+        ledger=ports.ledger,
+        sources=ports.bucket,
+        store=ports.store,
+        clock=lambda: NOW,
+    )
+    sweep_app = SweepApp(
+        settings=SweepSettings(store_table="gro-temporary-store", ledger_table="gro-ingest-ledger"),
+        store=ports.store,
+        ledger=ports.ledger,
+        receipts=ports.bucket,
+        clock=lambda: NOW + 7200,
+    )
+    monkeypatch.setattr(reaper.app, "consumed_app", lambda: consumed_app)
+    monkeypatch.setattr(reaper.app, "finish_app", lambda: finish_app)
+    monkeypatch.setattr(reaper.app, "sweep_app", lambda: sweep_app)
     return ports
 
 
@@ -93,7 +299,25 @@ def consumed_context() -> FakeLambdaContext:
     return FakeLambdaContext("gro-reaper-consumed")
 
 
-def test_a_consumed_notice_delivered_raw_deletes_the_stored_event(consumed: Consumed) -> None:
+def finish_context(remaining_millis: int = 50_000) -> FakeLambdaContext:
+    return FakeLambdaContext("gro-reaper-finish-file", remaining_millis=remaining_millis)
+
+
+def sweep_context() -> FakeLambdaContext:
+    return FakeLambdaContext("gro-reaper-sweep")
+
+
+# -- consumed -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def consumed(reaper_: Reaper) -> Reaper:
+    reaper_.ledger.book(FILE, published=1)
+    reaper_.store.items[EVENT_ID] = item(EVENT_ID, int(NOW) + 3600)
+    return reaper_
+
+
+def test_a_consumed_notice_delivered_raw_deletes_the_stored_event(consumed: Reaper) -> None:
     # given: SNS raw message delivery: the body is the platform's notice itself
     body = sample_text("EventsConsumed")
 
@@ -105,10 +329,11 @@ def test_a_consumed_notice_delivered_raw_deletes_the_stored_event(consumed: Cons
     assert consumed.store.deleted == [EVENT_ID]
     assert consumed.store.items == {}
     assert consumed.dead_letters.sent == []
+    assert consumed.ledger.books[FID].left == {1: LeftBy.CONSUMED}
 
 
 def test_a_consumed_notice_in_an_sns_envelope_deletes_the_stored_event(
-    consumed: Consumed,
+    consumed: Reaper,
 ) -> None:
     # given: SNS -> SQS without raw delivery: the notice is the envelope's Message
     body = sns_envelope(sample_text("EventsConsumed"))
@@ -123,7 +348,7 @@ def test_a_consumed_notice_in_an_sns_envelope_deletes_the_stored_event(
     assert consumed.dead_letters.sent == []
 
 
-def test_a_notice_for_an_event_already_gone_is_fine(consumed: Consumed) -> None:
+def test_a_notice_for_an_event_already_gone_is_fine(consumed: Reaper) -> None:
     consumed.store.items.clear()
 
     response = handler.consumed(
@@ -132,6 +357,7 @@ def test_a_notice_for_an_event_already_gone_is_fine(consumed: Consumed) -> None:
 
     assert response == {"batchItemFailures": []}
     assert consumed.store.deleted == [EVENT_ID]
+    assert consumed.ledger.books[FID].left == {}
 
 
 @pytest.mark.parametrize(
@@ -145,7 +371,7 @@ def test_a_notice_for_an_event_already_gone_is_fine(consumed: Consumed) -> None:
     ids=["not-json", "not-a-notice", "envelope-without-a-notice", "not-a-notification"],
 )
 def test_an_undecodable_notice_is_dead_lettered_and_deletes_nothing(
-    consumed: Consumed, body: str
+    consumed: Reaper, body: str
 ) -> None:
     # when
     response = handler.consumed(sqs_event(body, queue=QUEUE), consumed_context())
@@ -160,7 +386,7 @@ def test_an_undecodable_notice_is_dead_lettered_and_deletes_nothing(
     assert EVENT_ID in consumed.store.items
 
 
-def test_a_store_failure_before_the_last_attempt_is_retried(consumed: Consumed) -> None:
+def test_a_store_failure_before_the_last_attempt_is_retried(consumed: Reaper) -> None:
     # given: the store fails for this batch; the second message is not ours to retry
     consumed.store.fail_with = ClientError(
         {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
@@ -181,7 +407,7 @@ def test_a_store_failure_before_the_last_attempt_is_retried(consumed: Consumed) 
 
 
 def test_a_store_failure_on_the_last_attempt_is_dead_lettered_with_the_reason(
-    consumed: Consumed,
+    consumed: Reaper,
 ) -> None:
     # given
     consumed.store.fail_with = ClientError(
@@ -206,50 +432,13 @@ def test_a_store_failure_on_the_last_attempt_is_dead_lettered_with_the_reason(
 # -- finish_file ----------------------------------------------------------------------------
 
 
-@dataclass
-class Finish:
-    ledger: FakeLedger = field(default_factory=FakeLedger)
-    sources: FakeSources = field(default_factory=FakeSources)
-
-
-STALL_SECONDS = 3600
-
-
-@pytest.fixture
-def finish(monkeypatch: pytest.MonkeyPatch) -> Finish:
-    ports = Finish()
-    app = FinishApp(
-        settings=FinishSettings(ledger_table="gro-ledger", stall_seconds=STALL_SECONDS),
-        ledger=ports.ledger,
-        sources=ports.sources,
-        clock=lambda: NOW,
-    )
-    monkeypatch.setattr(reaper.app, "finish_app", lambda: app)
-    return ports
-
-
-def progress(*, emitted: int | None, published: int, rejected: int, dead: int) -> FileProgress:
-    return FileProgress(
-        file_id=FID,
-        status="split" if emitted is not None else "splitting",
-        emitted=emitted,
-        record_count=emitted or 0,
-        published=published,
-        rejected=rejected,
-        dead_lettered=dead,
-        terminal=published + rejected + dead,
-    )
-
-
-def finish_context() -> FakeLambdaContext:
-    return FakeLambdaContext("gro-reaper-finish-file")
-
-
 def test_a_complete_file_has_its_source_deleted_a_receipt_written_and_is_finished(
-    finish: Finish,
+    reaper_: Reaper,
 ) -> None:
-    # given: all 2400 emitted records ended one way or another
-    finish.ledger.progress_of[FID] = progress(emitted=2400, published=2390, rejected=7, dead=3)
+    # given: all 2400 emitted records ended one way or another; the published ones are in
+    # the store, not yet consumed
+    book = reaper_.ledger.book(FILE, published=2390, rejected=7, dead=3)
+    store_published(reaper_.store, book, int(NOW) + 3600)
 
     # when
     out = handler.finish_file(sample("FinishStepInput"), finish_context())
@@ -261,12 +450,12 @@ def test_a_complete_file_has_its_source_deleted_a_receipt_written_and_is_finishe
     assert step.counts == FileCounts(
         emitted=2400, terminal=2400, published=2390, rejected=7, dead_lettered=3
     )
-    assert finish.sources.deleted == [FILE]
-    assert finish.ledger.file_calls == [("file_finished", FILE)]
-    (key,) = finish.sources.receipts
+    assert reaper_.bucket.deleted == [FILE]
+    assert book.finished_calls == 1
+    assert reaper_.ledger.open_files() == [FID]  # the sweep looks at it until it is complete
+    (key,) = reaper_.bucket.receipts
     assert key == f"receipts/{FID}.json"
-    receipt = msgspec.json.decode(finish.sources.receipts[key], type=DeletionReceipt)
-    assert receipt == DeletionReceipt(
+    assert reaper_.bucket.last() == DeletionReceipt(
         file_id=FID,
         bucket=FILE.bucket,
         key=FILE.key,
@@ -276,17 +465,30 @@ def test_a_complete_file_has_its_source_deleted_a_receipt_written_and_is_finishe
         rejected=7,
         dead_lettered=3,
         source_deleted_at=int(NOW),
+        sha256=SHA256,
+        size=SIZE,
+        consumed=0,
+        expired=0,
+        removed_otherwise=0,
+        in_store=2390,
+        started_at=STARTED,
+        split_at=STARTED + 5,
+        published_at=STARTED + 30,
+        accounted_at=STARTED + 31,
+        last_left_store_at=None,
+        complete=False,
     )
 
 
-def test_a_receipt_holds_counts_and_identities_only(finish: Finish) -> None:
-    finish.ledger.progress_of[FID] = progress(emitted=1, published=1, rejected=0, dead=0)
+def test_a_receipt_holds_counts_times_hashes_and_identities_only(reaper_: Reaper) -> None:
+    reaper_.ledger.book(FILE, published=1)
 
     handler.finish_file(sample("FinishStepInput"), finish_context())
 
-    (raw,) = finish.sources.receipts.values()
+    (raw,) = reaper_.bucket.receipts.values()
     fields = set(json.loads(raw))
-    assert fields == set(sample("DeletionReceipt"))
+    assert fields == set(sample("DeletionReceipt.complete"))
+    assert set(sample("DeletionReceipt")) < fields
     assert fields == {
         "file_id",
         "bucket",
@@ -297,12 +499,98 @@ def test_a_receipt_holds_counts_and_identities_only(finish: Finish) -> None:
         "rejected",
         "dead_lettered",
         "source_deleted_at",
+        "sha256",
+        "size",
+        "consumed",
+        "expired",
+        "removed_otherwise",
+        "in_store",
+        "started_at",
+        "split_at",
+        "published_at",
+        "accounted_at",
+        "last_left_store_at",
+        "complete",
     }
 
 
-def test_an_incomplete_file_is_not_finished_and_nothing_is_deleted(finish: Finish) -> None:
+def test_published_records_the_store_no_longer_holds_are_counted_gone_at_the_finish(
+    reaper_: Reaper,
+) -> None:
+    # given: 5 published, of which the publisher deleted 2 itself (the platform had them from an
+    # earlier ingestion) and 3 were consumed before the file finished
+    book = reaper_.ledger.book(FILE, published=5, rejected=1)
+    for ordinal in (1, 2, 3):
+        reaper_.ledger.record_left(FID, ordinal, LeftBy.CONSUMED, at=NOW - 5)
+
+    # when
+    handler.finish_file(sample("FinishStepInput"), finish_context())
+
+    # then
+    receipt = reaper_.bucket.last()
+    assert (receipt.consumed, receipt.removed_otherwise, receipt.in_store) == (3, 2, 0)
+    assert receipt.complete is True
+    assert receipt.last_left_store_at == int(NOW)
+    assert book.in_store() == set()
+    assert reaper_.ledger.open_files() == []
+
+
+def test_the_last_consumed_record_makes_the_receipt_complete_and_a_repeat_counts_nothing(
+    reaper_: Reaper,
+) -> None:
+    # given a finished file whose 3 published records are still in the store
+    book = reaper_.ledger.book(FILE, published=3, rejected=1)
+    store_published(reaper_.store, book, int(NOW) + 3600)
+    handler.finish_file(sample("FinishStepInput"), finish_context())
+    assert reaper_.bucket.last().in_store == 3
+    written = len(reaper_.bucket.written)
+
+    # when two are consumed, one of them notified twice (in one batch, then again)
+    handler.consumed(sqs_event(notice(1), notice(2), notice(1), queue=QUEUE), consumed_context())
+    handler.consumed(sqs_event(notice(2), queue=QUEUE), consumed_context())
+
+    # then: no receipt yet, nothing counted twice
+    assert len(reaper_.bucket.written) == written
+    assert book.left == {1: LeftBy.CONSUMED, 2: LeftBy.CONSUMED}
+
+    # when the last one is consumed, and its notice comes again
+    handler.consumed(sqs_event(notice(3), queue=QUEUE), consumed_context())
+    handler.consumed(sqs_event(notice(3), queue=QUEUE), consumed_context())
+
+    # then the receipt is written once more: complete, at the consumed time
+    assert len(reaper_.bucket.written) == written + 1
+    receipt = reaper_.bucket.last()
+    assert (receipt.published, receipt.consumed, receipt.in_store) == (3, 3, 0)
+    assert receipt.complete is True
+    assert receipt.last_left_store_at == int(NOW) + 60
+    assert receipt.source_deleted_at == int(NOW)
+    assert reaper_.store.items == {}
+    assert reaper_.ledger.open_files() == []
+
+
+def test_a_file_watched_over_several_calls_says_finished_only_when_watched(
+    reaper_: Reaper,
+) -> None:
+    # given a file finishing in a call with almost no time left
+    book = reaper_.ledger.book(FILE, published=2)
+    store_published(reaper_.store, book, int(NOW) + 3600)
+
+    # when
+    first = handler.finish_file(sample("FinishStepInput"), finish_context(remaining_millis=500))
+    second = handler.finish_file(first, finish_context())
+
+    # then: the source went at once, with a receipt; the step finished on the second call
+    assert msgspec.convert(first, FinishStepOutput).finished is False
+    assert msgspec.convert(second, FinishStepOutput).finished is True
+    assert reaper_.bucket.deleted == [FILE, FILE]
+    assert book.source_deleted_at == int(NOW)
+    assert reaper_.bucket.last().in_store == 2
+
+
+def test_an_incomplete_file_is_not_finished_and_nothing_is_deleted(reaper_: Reaper) -> None:
     # given: 2 of 2400 records still on their way; progress since the last check
-    finish.ledger.progress_of[FID] = progress(emitted=2400, published=2395, rejected=3, dead=0)
+    reaper_.ledger.book(FILE, published=2395, rejected=3)
+    reaper_.ledger.books[FID].emitted = 2400
 
     # when
     out = handler.finish_file(sample("FinishStepInput"), finish_context())
@@ -312,25 +600,27 @@ def test_an_incomplete_file_is_not_finished_and_nothing_is_deleted(finish: Finis
     assert step.finished is False
     assert (step.terminal_seen, step.progress_at) == (2398, NOW)
     assert step.wait_seconds == 10
-    assert finish.sources.deleted == []
-    assert finish.sources.receipts == {}
-    assert finish.ledger.file_calls == []
+    assert reaper_.bucket.deleted == []
+    assert reaper_.bucket.receipts == {}
+    assert reaper_.ledger.watch_calls == 0
     # the state machine asks again with this output
     assert msgspec.convert(out, FinishStepInput).terminal_seen == 2398
 
 
-def test_a_file_still_being_split_is_not_finished(finish: Finish) -> None:
-    finish.ledger.progress_of[FID] = progress(emitted=None, published=0, rejected=0, dead=0)
+def test_a_file_still_being_split_is_not_finished(reaper_: Reaper) -> None:
+    reaper_.ledger.book(FILE, published=0)
+    reaper_.ledger.books[FID].emitted = None
 
     out = handler.finish_file(sample("SplitStepOutput"), finish_context())
 
     assert msgspec.convert(out, FinishStepOutput).finished is False
-    assert finish.sources.deleted == []
+    assert reaper_.bucket.deleted == []
 
 
-def test_a_file_stalled_beyond_stall_seconds_raises_records_unaccounted(finish: Finish) -> None:
+def test_a_file_stalled_beyond_stall_seconds_raises_records_unaccounted(reaper_: Reaper) -> None:
     # given: no record has ended since the last check, which was over an hour ago
-    finish.ledger.progress_of[FID] = progress(emitted=2400, published=2398, rejected=0, dead=0)
+    reaper_.ledger.book(FILE, published=2398)
+    reaper_.ledger.books[FID].emitted = 2400
     state = sample("FinishStepInput") | {
         "terminal_seen": 2398,
         "progress_at": NOW - STALL_SECONDS - 1,
@@ -343,12 +633,13 @@ def test_a_file_stalled_beyond_stall_seconds_raises_records_unaccounted(finish: 
     # then: the state machine catches it by name
     assert type(stalled.value).__name__ == "RecordsUnaccountedError"
     assert "2 records" in str(stalled.value)
-    assert finish.sources.deleted == []
-    assert finish.ledger.file_calls == []
+    assert reaper_.bucket.deleted == []
+    assert reaper_.ledger.books[FID].finished_calls == 0
 
 
-def test_a_file_waiting_less_than_stall_seconds_is_not_stalled(finish: Finish) -> None:
-    finish.ledger.progress_of[FID] = progress(emitted=2400, published=2398, rejected=0, dead=0)
+def test_a_file_waiting_less_than_stall_seconds_is_not_stalled(reaper_: Reaper) -> None:
+    reaper_.ledger.book(FILE, published=2398)
+    reaper_.ledger.books[FID].emitted = 2400
     state = sample("FinishStepInput") | {"terminal_seen": 2398, "progress_at": NOW - 60}
 
     out = handler.finish_file(state, finish_context())
@@ -359,45 +650,92 @@ def test_a_file_waiting_less_than_stall_seconds_is_not_stalled(finish: Finish) -
 # -- sweep ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def swept(monkeypatch: pytest.MonkeyPatch) -> FakeStore:
-    store = FakeStore()
-    app = SweepApp(
-        settings=SweepSettings(store_table="gro-temporary-store"), store=store, clock=lambda: NOW
-    )
-    monkeypatch.setattr(reaper.app, "sweep_app", lambda: app)
-    return store
-
-
 def test_the_sweep_deletes_exactly_the_expired_events_and_says_how_many(
-    swept: FakeStore,
+    reaper_: Reaper,
 ) -> None:
-    # given
-    for event_id, expires_at in {
-        "gro1-expired-long-ago": int(NOW) - 86_400,
-        "gro1-expired-just-now": int(NOW),
-        "gro1-live": int(NOW) + 1,
-        "gro1-live-for-a-week": int(NOW) + 7 * 86_400,
-    }.items():
-        swept.items[event_id] = item(event_id, expires_at)
+    # given (the sweep runs at NOW + 7200)
+    swept = reaper_.store
+    reaper_.ledger.book(FILE, published=4)
+    for n, (event_id_, expires_at) in enumerate(
+        {
+            "gro1-expired-long-ago": int(NOW) - 86_400,
+            "gro1-expired-just-now": int(NOW) + 7200,
+            "gro1-live": int(NOW) + 7201,
+            "gro1-live-for-a-week": int(NOW) + 7 * 86_400,
+        }.items(),
+        start=1,
+    ):
+        swept.items[event_id_] = item(event_id_, expires_at, ordinal=n)
     scheduled = event("scheduled_event.json")
 
     # when
-    out = handler.sweep(scheduled, FakeLambdaContext("gro-reaper-sweep"))
+    out = handler.sweep(scheduled, sweep_context())
 
     # then
-    assert out == {"deleted": 2}
+    assert out == {"deleted": 2, "found_gone": 0, "receipts": 0}
     assert sorted(swept.deleted) == ["gro1-expired-just-now", "gro1-expired-long-ago"]
     assert sorted(swept.items) == ["gro1-live", "gro1-live-for-a-week"]
+    assert reaper_.ledger.books[FID].left == {1: LeftBy.EXPIRED, 2: LeftBy.EXPIRED}
 
 
-def test_a_sweep_with_nothing_expired_deletes_nothing(swept: FakeStore) -> None:
-    swept.items["gro1-live"] = item("gro1-live", int(NOW) + 1)
+def test_a_sweep_with_nothing_expired_deletes_nothing(reaper_: Reaper) -> None:
+    reaper_.store.items["gro1-live"] = item("gro1-live", int(NOW) + 7201)
 
-    out = handler.sweep(event("scheduled_event.json"), FakeLambdaContext("gro-reaper-sweep"))
+    out = handler.sweep(event("scheduled_event.json"), sweep_context())
 
-    assert out == {"deleted": 0}
-    assert swept.deleted == []
+    assert out == {"deleted": 0, "found_gone": 0, "receipts": 0}
+    assert reaper_.store.deleted == []
+
+
+def test_records_swept_at_expiry_complete_the_receipt_with_their_count(reaper_: Reaper) -> None:
+    # given a finished file: one record consumed, two never consumed and now past their expiry
+    book = reaper_.ledger.book(FILE, published=3)
+    store_published(reaper_.store, book, int(NOW) + 3600)
+    handler.finish_file(sample("FinishStepInput"), finish_context())
+    handler.consumed(sqs_event(notice(1), queue=QUEUE), consumed_context())
+    assert reaper_.bucket.last().complete is False
+
+    # when the hourly sweep runs past their expiry
+    out = handler.sweep(event("scheduled_event.json"), sweep_context())
+
+    # then
+    assert out["deleted"] == 2
+    receipt = reaper_.bucket.last()
+    assert (receipt.consumed, receipt.expired, receipt.removed_otherwise) == (1, 2, 0)
+    assert (receipt.in_store, receipt.complete) == (0, True)
+    assert receipt.last_left_store_at == int(NOW) + 7200
+    assert reaper_.ledger.open_files() == []
+
+
+def test_the_sweep_counts_as_gone_what_the_store_lost_without_a_notice(reaper_: Reaper) -> None:
+    # given a finished file whose last record DynamoDB's TTL deleted before the sweep came
+    book = reaper_.ledger.book(FILE, published=2)
+    store_published(reaper_.store, book, int(NOW) + 3600)
+    handler.finish_file(sample("FinishStepInput"), finish_context())
+    handler.consumed(sqs_event(notice(1), queue=QUEUE), consumed_context())
+    del reaper_.store.items[event_id(2)]
+
+    # when
+    out = handler.sweep(event("scheduled_event.json"), sweep_context())
+
+    # then
+    assert out == {"deleted": 0, "found_gone": 1, "receipts": 1}
+    receipt = reaper_.bucket.last()
+    assert (receipt.consumed, receipt.removed_otherwise, receipt.complete) == (1, 1, True)
+    assert reaper_.ledger.open_files() == []
+
+
+def test_the_sweep_lets_go_of_a_file_the_ledger_has_forgotten(reaper_: Reaper) -> None:
+    # given a file on the sweep's list whose ledger items have expired
+    reaper_.ledger.open.add("forgotten-file")
+
+    # when
+    out = handler.sweep(event("scheduled_event.json"), sweep_context())
+
+    # then
+    assert out == {"deleted": 0, "found_gone": 0, "receipts": 0}
+    assert reaper_.ledger.open_files() == []
+    assert reaper_.bucket.written == []
 
 
 # -- the composition root -------------------------------------------------------------------
@@ -423,16 +761,22 @@ def test_the_consumed_app_builds_from_the_environment_alone(
         ConsumedSettings,
         STORE_TABLE="gro-temporary-store",
         CONSUMED_DLQ_URL=dlq,
+        LEDGER_TABLE="gro-ingest-ledger",
         MAX_RECEIVE_COUNT="3",
     )
 
     built = reaper.app.consumed_app()
 
     assert built.settings == ConsumedSettings(
-        store_table="gro-temporary-store", consumed_dlq_url=dlq, max_receive_count=3
+        store_table="gro-temporary-store",
+        consumed_dlq_url=dlq,
+        ledger_table="gro-ingest-ledger",
+        max_receive_count=3,
     )
     assert isinstance(built.store, Store)
     assert isinstance(built.dead_letters, DeadLetterQueue)
+    assert isinstance(built.ledger, Ledger)
+    assert isinstance(built.receipts, S3Sources)
     assert reaper.app.consumed_app() is built
 
 
@@ -440,17 +784,31 @@ def test_the_consumed_app_builds_from_the_environment_alone(
 def test_the_finish_and_sweep_apps_build_from_the_environment_alone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    function_environment(monkeypatch, FinishSettings, LEDGER_TABLE="gro-ledger", STALL_SECONDS="60")
-    function_environment(monkeypatch, SweepSettings, STORE_TABLE="gro-temporary-store")
+    function_environment(
+        monkeypatch,
+        FinishSettings,
+        LEDGER_TABLE="gro-ledger",
+        STORE_TABLE="gro-temporary-store",
+        STALL_SECONDS="60",
+    )
+    function_environment(
+        monkeypatch, SweepSettings, STORE_TABLE="gro-temporary-store", LEDGER_TABLE="gro-ledger"
+    )
 
     finish_app = reaper.app.finish_app()
     sweep_app = reaper.app.sweep_app()
 
-    assert finish_app.settings == FinishSettings(ledger_table="gro-ledger", stall_seconds=60)
+    assert finish_app.settings == FinishSettings(
+        ledger_table="gro-ledger", store_table="gro-temporary-store", stall_seconds=60
+    )
     assert isinstance(finish_app.ledger, Ledger)
     assert isinstance(finish_app.sources, S3Sources)
-    assert sweep_app.settings == SweepSettings(store_table="gro-temporary-store")
+    assert isinstance(finish_app.store, Store)
+    assert sweep_app.settings == SweepSettings(
+        store_table="gro-temporary-store", ledger_table="gro-ledger"
+    )
     assert isinstance(sweep_app.store, Store)
+    assert isinstance(sweep_app.ledger, Ledger)
 
 
 @pytest.mark.usefixtures("fresh_apps")

@@ -26,13 +26,26 @@ from servicekit.ledger import RecordStatus
 
 __all__ = ["RecordsUnaccountedError", "consumed", "finish_file", "sweep"]
 
+# Stop watching a file's blocks this long before the Lambda timeout: enough to answer (the
+# state machine calls again, and the watch resumes where it stopped).
+SAFETY_MILLIS = 10_000
+
 
 def _policy(the: ConsumedApp) -> ConsumerPolicy[EventsConsumed]:
     def handle(notice: EventsConsumed) -> RecordStatus | None:
         tracing.annotate(event_id=notice.id)
-        delete_consumed(notice, store=the.store)
+        removed = delete_consumed(
+            notice,
+            store=the.store,
+            ledger=the.ledger,
+            receipts=the.receipts,
+            now=the.clock(),
+        )
         metrics.add_metric(name="EventsDeleted", unit=MetricUnit.Count, value=1)
-        logger.info("consumed event deleted", extra={"event_id": notice.id})
+        logger.info(
+            "consumed event deleted" if removed else "consumed event already gone",
+            extra={"event_id": notice.id},
+        )
         return None  # the record was counted when it was published
 
     return ConsumerPolicy(
@@ -61,7 +74,8 @@ def consumed(event: dict[str, Any], context: LambdaContext) -> PartialItemFailur
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 def finish_file(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """If every emitted record is terminal: delete the source, write a receipt, say finished."""
+    """If every emitted record is terminal: delete the source, watch the store, write the
+    receipt, say finished."""
     state = read_finish_input(event)
     the = app.finish_app()
     fid = file_id(state.file)
@@ -77,8 +91,10 @@ def finish_file(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
             state,
             ledger=the.ledger,
             sources=the.sources,
+            store=the.store,
             now=the.clock(),
             stall_seconds=the.settings.stall_seconds,
+            out_of_time=lambda: context.get_remaining_time_in_millis() < SAFETY_MILLIS,
         )
     except RecordsUnaccountedError as err:
         logger.error("file stalled", extra={"reason": str(err)})
@@ -87,7 +103,9 @@ def finish_file(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
     metrics.add_metric(name="FileChecks", unit=MetricUnit.Count, value=1)
     if out.finished:
         metrics.add_metric(name="FilesFinished", unit=MetricUnit.Count, value=1)
-        logger.info("file finished; source deleted", extra=msgspec.to_builtins(out.counts))
+        logger.info(
+            "file finished; source deleted; receipt written", extra=msgspec.to_builtins(out.counts)
+        )
     out_dict: dict[str, Any] = msgspec.to_builtins(out)
     return out_dict
 
@@ -96,10 +114,15 @@ def finish_file(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 def sweep(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Retention: delete every stored event past its expiry, consumed or not."""
+    """Retention: delete every stored event past its expiry, consumed or not; then bring the
+    receipts still waiting for records to leave the store up to date."""
     the = app.sweep_app()
-    deleted = sweep_expired(store=the.store, now=the.clock())
+    swept = sweep_expired(
+        store=the.store, ledger=the.ledger, receipts=the.receipts, now=the.clock()
+    )
     tracing.annotate(service="reaper", operation="sweep", outcome="ok")
-    metrics.add_metric(name="ExpiredDeleted", unit=MetricUnit.Count, value=deleted)
-    logger.info("retention sweep", extra={"deleted": deleted})
-    return {"deleted": deleted}
+    metrics.add_metric(name="ExpiredDeleted", unit=MetricUnit.Count, value=swept.deleted)
+    metrics.add_metric(name="FoundGone", unit=MetricUnit.Count, value=swept.found_gone)
+    out: dict[str, Any] = msgspec.to_builtins(swept)
+    logger.info("retention sweep", extra=out)
+    return out

@@ -1,23 +1,35 @@
 """The reaper's decisions, as pure functions over ports: delete what every consumer has
-consumed, finish a file once every record is accounted for, and enforce retention.
+consumed, finish a file once every record is accounted for, enforce retention, and keep each
+file's deletion receipt true.
 
-- A consumed notice deletes the stored event (idempotent: deleting what is gone is fine).
+- A consumed notice deletes the stored event (idempotent: deleting what is gone is fine), and
+  the ledger notes that the record has left the store. The store item says which file and
+  ordinal it held (read without the event), so nothing is scanned per record.
 - A file is finished when every emitted record has a terminal status in the ledger: then its
-  source object version is deleted for good, a deletion receipt (counts, no personal data) is
-  written, and the ledger says finished. Until then the state machine waits and asks again;
-  if the count of terminal records stops moving for `stall_seconds`, the file fails loudly.
-- The sweep deletes every stored event past its expiry, consumed or not: DynamoDB's TTL can
-  lag 48 hours, so it is not relied on.
+  source object version is deleted for good, the ledger starts watching which of its published
+  records are still in the store, the ones the store no longer holds are noted as gone, and a
+  deletion receipt (counts, times, the file's hash; no personal data) is written. Until then
+  the state machine waits and asks again; if the count of terminal records stops moving for
+  `stall_seconds`, the file fails loudly.
+- When the last published record of a finished file leaves the store (a consumed notice, the
+  sweep, or found gone), the receipt is written again: complete.
+- The sweep deletes every stored event past its expiry, consumed or not (DynamoDB's TTL can
+  lag 48 hours, so it is not relied on), and looks again at every file whose receipt waits:
+  what the store no longer holds (TTL, a lost note) is noted as gone, and the receipt rewritten.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
+
+import msgspec
 
 from contracts.messages import EventsConsumed, FileRef, file_id
 from contracts.receipts import DeletionReceipt
 from contracts.steps import FileCounts, FinishStepInput, FinishStepOutput
+from servicekit.ledger import Left, LeftBy, ReceiptFacts, Watch
+from servicekit.store import StoredRef
 
 
 class RecordsUnaccountedError(Exception):
@@ -35,33 +47,97 @@ class Progress(Protocol):
     def counts(self) -> FileCounts: ...
 
 
-class FileLedger(Protocol):
-    """The ledger, as the reaper reads and writes it."""
+class StoreLedger(Protocol):
+    """The ledger, as the reaper notes records leaving the store and reads receipts."""
+
+    def record_left(
+        self, fid: str, ordinal: int, how: LeftBy, *, at: float | None = None
+    ) -> Left: ...
+    def receipt_facts(self, fid: str) -> ReceiptFacts: ...
+    def in_store(self, fid: str) -> set[int]: ...
+    def settle(self, fid: str) -> bool: ...
+    def open_files(self) -> list[str]: ...
+    def store_closed(self, fid: str) -> None: ...
+
+
+class FileLedger(StoreLedger, Protocol):
+    """The ledger, as the reaper finishes files."""
 
     def progress(self, fid: str) -> Progress: ...
     def file_finished(self, ref: FileRef) -> None: ...
+    def source_deleted(self, ref: FileRef, at: int) -> int: ...
+    def watch_store(
+        self, fid: str, *, now: float | None = None, out_of_time: Callable[[], bool] = ...
+    ) -> Watch: ...
 
 
-class Sources(Protocol):
+class Receipts(Protocol):
+    """Where receipts are kept (the landing bucket)."""
+
+    def put_receipt(self, receipt: DeletionReceipt) -> None: ...
+
+
+class Sources(Receipts, Protocol):
     """The landing bucket, as the reaper uses it."""
 
     def delete_source(self, file: FileRef) -> None:
         """Delete the object version for good (not a delete marker)."""
         ...
 
-    def put_receipt(self, receipt: DeletionReceipt) -> None: ...
-
 
 class Deletable(Protocol):
-    """The temporary store, as the reaper empties it."""
+    """The temporary store, as the reaper empties it: by id and by expiry, reading only where
+    an event came from (file, ordinal), never the event."""
 
     def delete(self, event_id: str) -> None: ...
-    def expired_ids(self, now: float | None = None) -> Iterable[str]: ...
+    def locate(self, event_id: str) -> StoredRef | None: ...
+    def expired(self, now: float | None = None) -> Iterable[StoredRef]: ...
 
 
-def consumed(notice: EventsConsumed, *, store: Deletable) -> None:
-    """Every consumer is done with the event: it goes."""
+class Holdings(Protocol):
+    """The temporary store, as the reaper asks what it holds of one file."""
+
+    def ordinals_of(self, fid: str) -> set[int]: ...
+
+
+class Retained(Deletable, Holdings, Protocol):
+    """The temporary store, as the sweep sees it."""
+
+
+class Swept(msgspec.Struct, frozen=True, kw_only=True):
+    """What one sweep did."""
+
+    deleted: int
+    found_gone: int
+    receipts: int
+
+
+def consumed(
+    notice: EventsConsumed,
+    *,
+    store: Deletable,
+    ledger: StoreLedger,
+    receipts: Receipts,
+    now: float,
+) -> bool:
+    """Every consumer is done with the event: it goes, and its file's ledger says so. True if
+    this notice removed it (a repeated notice finds it gone and changes nothing)."""
+    where = store.locate(notice.id)
     store.delete(notice.id)
+    if where is None:
+        return False
+    left(where.file_id, where.ordinal, LeftBy.CONSUMED, ledger=ledger, receipts=receipts, now=now)
+    return True
+
+
+def left(
+    fid: str, ordinal: int, how: LeftBy, *, ledger: StoreLedger, receipts: Receipts, now: float
+) -> Left:
+    """Note that a record left the store; write its file's receipt again if that is due."""
+    outcome = ledger.record_left(fid, ordinal, how, at=now)
+    if outcome.receipt_due:
+        write_receipt(fid, ledger=ledger, receipts=receipts)
+    return outcome
 
 
 def finish_file(
@@ -69,21 +145,31 @@ def finish_file(
     *,
     ledger: FileLedger,
     sources: Sources,
+    store: Holdings,
     now: float,
     stall_seconds: int,
+    out_of_time: Callable[[], bool] = lambda: False,
 ) -> FinishStepOutput:
-    """If every emitted record is terminal: delete the source, write the receipt, say finished.
-    Raises `RecordsUnaccountedError` when nothing has moved for `stall_seconds`."""
+    """If every emitted record is terminal: delete the source, watch the store, write the
+    receipt, say finished. Raises `RecordsUnaccountedError` when nothing has moved for
+    `stall_seconds`. A file with many blocks may take more than one call to watch: it says
+    finished once watched."""
     file = state.file
-    progress = ledger.progress(file_id(file))
+    fid = file_id(file)
+    progress = ledger.progress(fid)
     counts = progress.counts()
     terminal_seen, progress_at = state.terminal_seen, state.progress_at
     if progress.terminal != terminal_seen:
         terminal_seen, progress_at = progress.terminal, now
+    finished = False
     if progress.complete:
-        sources.delete_source(file)
-        sources.put_receipt(receipt(file, counts, deleted_at=int(now)))
+        sources.delete_source(file)  # again on a later call: deleting what is gone is fine
+        ledger.source_deleted(file, int(now))
         ledger.file_finished(file)
+        finished = ledger.watch_store(fid, now=now, out_of_time=out_of_time).done
+        if finished:
+            reconcile(fid, ledger=ledger, store=store, receipts=sources, now=now)
+        write_receipt(fid, ledger=ledger, receipts=sources)
     elif now - progress_at > stall_seconds:
         missing = (counts.emitted or 0) - counts.terminal
         raise RecordsUnaccountedError(
@@ -95,30 +181,95 @@ def finish_file(
         wait_seconds=state.wait_seconds,
         terminal_seen=terminal_seen,
         progress_at=progress_at,
-        finished=progress.complete,
+        finished=finished,
         counts=counts,
     )
 
 
-def receipt(file: FileRef, counts: FileCounts, *, deleted_at: int) -> DeletionReceipt:
-    """What was ingested and that the source is gone: counts and ids, no personal data."""
-    return DeletionReceipt(
-        file_id=file_id(file),
-        bucket=file.bucket,
-        key=file.key,
-        version_id=file.version_id,
-        records=counts.emitted,
-        published=counts.published,
-        rejected=counts.rejected,
-        dead_lettered=counts.dead_lettered,
-        source_deleted_at=deleted_at,
-    )
+def reconcile(
+    fid: str, *, ledger: StoreLedger, store: Holdings, receipts: Receipts, now: float
+) -> int:
+    """Note as gone every published record of the file not yet seen leaving that the store no
+    longer holds (the publisher deleted a duplicate, TTL deleted it, or a note was lost after
+    the delete); returns how many."""
+    waiting = ledger.in_store(fid)
+    if not waiting:
+        return 0
+    gone = sorted(waiting - store.ordinals_of(fid))
+    for ordinal in gone:
+        left(fid, ordinal, LeftBy.GONE, ledger=ledger, receipts=receipts, now=now)
+    return len(gone)
 
 
-def sweep(*, store: Deletable, now: float) -> int:
-    """Delete every stored event past its expiry; returns how many."""
+def sweep(*, store: Retained, ledger: StoreLedger, receipts: Receipts, now: float) -> Swept:
+    """Delete every stored event past its expiry; then look again at every file whose receipt
+    waits for records to leave the store, and write its receipt."""
     deleted = 0
-    for event_id in store.expired_ids(now):
-        store.delete(event_id)
+    for where in store.expired(now):
+        store.delete(where.id)
+        left(
+            where.file_id, where.ordinal, LeftBy.EXPIRED, ledger=ledger, receipts=receipts, now=now
+        )
         deleted += 1
-    return deleted
+    found_gone = written = 0
+    for fid in ledger.open_files():
+        if ledger.receipt_facts(fid).bucket is None:
+            ledger.store_closed(fid)  # the ledger has forgotten the file (30 days): let it go
+            continue
+        found_gone += reconcile(fid, ledger=ledger, store=store, receipts=receipts, now=now)
+        ledger.settle(fid)
+        if write_receipt(fid, ledger=ledger, receipts=receipts) is not None:
+            written += 1
+    return Swept(deleted=deleted, found_gone=found_gone, receipts=written)
+
+
+def write_receipt(fid: str, *, ledger: StoreLedger, receipts: Receipts) -> DeletionReceipt | None:
+    """Write the file's receipt as the ledger has it (nothing before its source is deleted).
+    Receipts are rewritten whole, by whoever sees the ledger move: if it moved while this one
+    was being written, write again, so that the last receipt written says the latest. A
+    complete receipt takes the file off the sweep's list."""
+    written = receipt(ledger.receipt_facts(fid))
+    if written is None:
+        return None
+    for _ in range(3):
+        receipts.put_receipt(written)
+        again = receipt(ledger.receipt_facts(fid))
+        if again is None or again == written:
+            break
+        written = again
+    else:
+        receipts.put_receipt(written)  # still moving: the latest seen is the last word here
+    if written.complete:
+        ledger.store_closed(fid)
+    return written
+
+
+def receipt(facts: ReceiptFacts) -> DeletionReceipt | None:
+    """What was ingested, how it ended, that the source is gone and whether anything of it is
+    left in the store: counts, times, ids and the file's hash, no personal data. None before
+    the source is deleted."""
+    if facts.source_deleted_at is None or facts.bucket is None or facts.key is None:
+        return None
+    return DeletionReceipt(
+        file_id=facts.file_id,
+        bucket=facts.bucket,
+        key=facts.key,
+        version_id=facts.version_id,
+        records=facts.emitted,
+        published=facts.published,
+        rejected=facts.rejected,
+        dead_lettered=facts.dead_lettered,
+        source_deleted_at=facts.source_deleted_at,
+        sha256=facts.sha256,
+        size=facts.size,
+        consumed=facts.consumed,
+        expired=facts.expired,
+        removed_otherwise=facts.gone,
+        in_store=facts.in_store,
+        started_at=facts.started_at,
+        split_at=facts.split_at,
+        published_at=facts.published_at,
+        accounted_at=facts.accounted_at,
+        last_left_store_at=facts.last_left_store_at,
+        complete=facts.in_store == 0,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 import msgspec
@@ -51,6 +52,10 @@ class S3Files:
             if err.response.get("Error", {}).get("Code") in _MISSING:
                 return False
             raise
+
+    def arrived(self, file: FileRef) -> datetime:
+        modified: datetime = self._s3.head_object(**object_version(file))["LastModified"]
+        return modified.astimezone(UTC)
 
     def quarantine(self, file: FileRef, reason: str) -> None:
         """Move a refused file aside, with its reason, so the landing prefix holds only work."""

@@ -10,10 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import BinaryIO, Protocol
 
 from contracts.messages import FileRef, file_id
 from contracts.steps import QuarantineStepInput, SplitStepInput, SplitStepOutput
+from splitter.digest import FileDigest
 from splitter.extract import FileRejectedError
 from splitter.split import RecordSink, split_file
 
@@ -34,6 +36,10 @@ class Files(Protocol):
         """Whether the object version is there."""
         ...
 
+    def arrived(self, file: FileRef) -> datetime:
+        """When the object version landed (its LastModified, which never changes)."""
+        ...
+
     def quarantine(self, file: FileRef, reason: str) -> None:
         """Move a refused file aside, with its reason."""
         ...
@@ -43,7 +49,9 @@ class FileLedger(Protocol):
     """The ledger, as the splitter writes it."""
 
     def file_started(self, ref: FileRef) -> None: ...
-    def file_checked(self, ref: FileRef, records: int) -> None: ...
+    def file_checked(
+        self, ref: FileRef, records: int, *, sha256: str | None = None, size: int | None = None
+    ) -> None: ...
     def file_split(self, ref: FileRef, emitted: int) -> None: ...
     def file_refused(self, ref: FileRef, reason: str) -> None: ...
 
@@ -72,14 +80,23 @@ def split_step(
     started = clock()
     if state.cursor.emitted == 0 and not state.cursor.checked:
         ledger.file_started(file)
+    # the check reads the whole file in one step: its SHA-256 and size are taken on the way
+    digest = FileDigest(lambda: files.open(file))
+    open_stream = (lambda: files.open(file)) if state.cursor.checked else digest.open
+
+    def checked(records: int) -> None:
+        sha256, size = digest.result()
+        ledger.file_checked(file, records, sha256=sha256, size=size)
+
     try:
         result = split_file(
-            lambda: files.open(file),
+            open_stream,
             file,
             state.cursor,
             sink,
             out_of_time=lambda: clock() - started > budget_seconds,
-            on_checked=lambda n: ledger.file_checked(file, n),
+            on_checked=checked,
+            file_arrived=files.arrived(file),
         )
     except FileRejectedError as err:
         reason = str(err)
