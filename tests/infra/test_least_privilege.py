@@ -555,10 +555,13 @@ def test_the_bucket_refuses_reads_and_deletes_by_anyone_but_the_roles_that_need_
 @pytest.mark.parametrize(
     ("sid", "actions"),
     [
-        ("DenyReadingEventsButByThePipeline", ["dynamodb:GetItem", "dynamodb:Scan"]),
+        (
+            "DenyReadingEventsButByThePipeline",
+            ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Scan"],
+        ),
         (
             "DenyWritingOrDeletingEventsButByThePipeline",
-            ["dynamodb:PutItem", "dynamodb:DeleteItem"],
+            ["dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"],
         ),
     ],
 )

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from contracts.messages import FileRef, file_id
@@ -25,6 +26,7 @@ from ingest_cli.sample import write_sample
 from localcloud import deploy
 from localcloud.cloud import LocalCloud
 from servicekit.ledger import BLOCK, Ledger, LeftBy, RecordStatus
+from servicekit.store import Store
 from tests.builders import record
 
 from .cli import ingest_json
@@ -103,6 +105,78 @@ def test_each_record_leaves_once_whatever_tells_it_and_the_last_makes_the_receip
     assert facts.last_left_store_at == 1_700_000_100
     assert (facts.sha256, facts.size, facts.emitted) == ("ab" * 32, 4096, records)
     assert None not in (facts.started_at, facts.split_at, facts.accounted_at, facts.published_at)
+
+
+def test_a_batchs_records_leave_in_one_write_per_block_and_the_last_makes_the_receipt_due_once(
+    db: Any, ref: FileRef
+) -> None:
+    fid = file_id(ref)
+    # given a finished, watched file of two blocks, every record published and still stored
+    records = BLOCK + 30
+    ledger = published_file(db, ref, records)
+    assert ledger.watch_store(fid).done
+
+    # when batches of ten are noted consumed, while the sweep notes some expired one by one,
+    # and a batch is redelivered
+    batches = [list(range(o, min(o + 10, records + 1))) for o in range(1, records + 1, 10)]
+    batches.append(batches[3])
+
+    def consumed(ordinals: list[int]) -> tuple[int, bool, int]:
+        left = Ledger(db, TABLE).records_left(fid, ordinals, LeftBy.CONSUMED, at=1_700_000_100)
+        return len(left.changed), left.receipt_due, len(left.failed)
+
+    def expired(ordinal: int) -> tuple[int, bool, int]:
+        left = Ledger(db, TABLE).record_left(fid, ordinal, LeftBy.EXPIRED, at=1_700_000_100)
+        return int(left.changed), left.receipt_due, 0
+
+    outcomes = [expired(5), expired(12)]  # two batches' folds will find one of theirs gone
+    with ThreadPoolExecutor(4) as pool:
+        by_batch = pool.map(consumed, batches)
+        one_by_one = pool.map(expired, range(5, records + 1, 7))
+        outcomes += [*by_batch, *one_by_one]
+
+    # then each record counted once, none failed, and exactly one call saw the last go
+    assert sum(changed for changed, _, _ in outcomes) == records
+    assert [due for _, due, _ in outcomes].count(True) == 1
+    assert sum(failed for _, _, failed in outcomes) == 0
+    facts = ledger.receipt_facts(fid)
+    assert facts.consumed + facts.expired == records and facts.expired >= 2
+    assert (facts.in_store, facts.open_blocks) == (0, 0)
+
+
+def test_the_store_finds_and_deletes_a_batch_of_events_a_call_for_many(
+    pipeline: LocalCloud, ref: FileRef
+) -> None:
+    from contracts.events import DeathNotification
+    from contracts.stored import StoredEvent
+
+    # given 30 events of a file in the temporary store
+    db = pipeline.client("dynamodb")
+    store = Store(db, "gro-temporary-store")
+    event = msgspec.json.decode(
+        (Path(__file__).parents[2] / "contracts/samples/v1/EventToPublish.json").read_bytes(),
+        type=dict,
+    )["event"]
+    fid = file_id(ref)
+    ids = [f"gro1-{n:064x}" for n in range(1, 31)]
+    for ordinal, event_id in enumerate(ids, start=1):
+        notification = msgspec.convert({**event, "source_id": event_id}, DeathNotification)
+        stored = StoredEvent(
+            id=event_id, event=notification, expires_at=2_000_000_000, file_id=fid, ordinal=ordinal
+        )
+        assert store.put_if_absent(stored)
+
+    # when they are located (with an id it never held, and one twice) and deleted, twice
+    unknown = "gro1-" + "f" * 64
+    where = store.locate_many([*ids, unknown, ids[0]])
+    assert store.delete_many([*ids, ids[0]]) == {}
+    assert store.delete_many(ids) == {}  # deleting what is gone is fine
+
+    # then each was found with its file and ordinal, and none is left
+    assert sorted(where) == sorted(ids)
+    assert [(where[i].file_id, where[i].ordinal) for i in ids] == [(fid, o) for o in range(1, 31)]
+    assert store.locate_many(ids) == {}
+    assert store.ordinals_of(fid) == set()
 
 
 def test_a_watch_cut_short_resumes_and_records_that_left_meanwhile_are_not_counted_open(

@@ -111,3 +111,74 @@ def test_a_decode_error_keeps_the_path_and_never_the_value(value: str) -> None:
     assert without_values("JSON is malformed: invalid character (byte 0)") == (
         "JSON is malformed: invalid character (byte 0)"
     )
+
+
+# -- the store, many events at once ---------------------------------------------------------
+
+
+class _Throttling:
+    """BatchWriteItem / BatchGetItem that leave the ids in `stubborn` unprocessed every time,
+    and the others in `once` unprocessed the first time they are asked."""
+
+    def __init__(self, *, once: set[str], stubborn: frozenset[str] = frozenset()) -> None:
+        self.once, self.stubborn = set(once), set(stubborn)
+        self.calls: list[list[str]] = []
+
+    def _split(self, ids: list[str]) -> tuple[list[str], list[str]]:
+        self.calls.append(ids)
+        left = [i for i in ids if i in self.stubborn or i in self.once]
+        self.once -= set(ids)
+        return [i for i in ids if i not in left], left
+
+    def batch_write_item(self, *, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        ((table, requests),) = RequestItems.items()
+        assert len(requests) <= 25
+        _, left = self._split([r["DeleteRequest"]["Key"]["id"]["S"] for r in requests])
+        unprocessed = [{"DeleteRequest": {"Key": {"id": {"S": i}}}} for i in left]
+        return {"UnprocessedItems": {table: unprocessed} if unprocessed else {}}
+
+    def batch_get_item(self, *, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        ((table, request),) = RequestItems.items()
+        assert len(request["Keys"]) <= 100 and request["ConsistentRead"]
+        done, left = self._split([k["id"]["S"] for k in request["Keys"]])
+        items = [
+            {"id": {"S": i}, "file_id": {"S": "f"}, "ordinal": {"N": i.removeprefix("e")}}
+            for i in done
+        ]
+        unprocessed = {table: {**request, "Keys": [{"id": {"S": i}} for i in left]}}
+        return {"Responses": {table: items}, "UnprocessedKeys": unprocessed if left else {}}
+
+
+def test_deletes_left_unprocessed_are_sent_again_and_only_the_stubborn_ones_reported() -> None:
+    from servicekit.store import Store
+
+    ids = [f"e{n}" for n in range(1, 31)]
+    db = _Throttling(once={"e3", "e27"}, stubborn={"e5"})
+    pauses: list[float] = []
+
+    failed = Store(db, "store", pause=pauses.append).delete_many([*ids, "e1"])
+
+    assert list(failed) == ["e5"] and "unprocessed" in str(failed["e5"])
+    # 25 a call, each id once, then again only what was left, at most five calls a chunk
+    assert db.calls == [
+        ids[:25],
+        ["e3", "e5"],
+        ["e5"],
+        ["e5"],
+        ["e5"],
+        ids[25:],
+        ["e27"],
+    ]
+    assert pauses[:4] == sorted(pauses[:4]) and len(pauses) == 5  # backing off
+
+
+def test_a_batch_is_located_in_calls_of_100_keys_asking_again_for_what_was_left() -> None:
+    from servicekit.store import Store
+
+    ids = [f"e{n}" for n in range(1, 151)]
+    db = _Throttling(once={"e7"})
+
+    found = Store(db, "store", pause=lambda _s: None).locate_many(ids)
+
+    assert sorted(found) == sorted(ids) and found["e7"].ordinal == 7
+    assert [len(c) for c in db.calls] == [100, 1, 50]

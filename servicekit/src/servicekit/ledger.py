@@ -10,7 +10,8 @@ write of a million-record file (DynamoDB allows about 1,000 writes/s per key):
 - one item    pk=`receipts#open`              files whose receipt waits for records to leave
                                               the temporary store (the sweep looks at them)
 
-Every write is idempotent under at-least-once delivery (see `record_ended`, `record_left`).
+Every write is idempotent under at-least-once delivery (see `record_ended`, `record_left`,
+and their forms folded per block for a batch, `records_ended`, `records_left`).
 
 What a deletion receipt is made of lives here too: the file's hash and size (from the
 splitter), when each stage finished, and, per block, which published records have left the
@@ -28,9 +29,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
@@ -41,6 +42,10 @@ from contracts.steps import FileCounts
 # key) per block: small items, cheap writes, and no single key takes a whole file's writes.
 BLOCK = 256
 LEDGER_RETENTION_SECONDS = 30 * 24 * 3600
+# At most this many ordinals are folded into one conditional write (`records_ended`,
+# `records_left`): its condition names each of them three times, and DynamoDB takes
+# expressions of up to 4 KB.
+FOLD = 25
 
 
 class RecordStatus(StrEnum):
@@ -146,6 +151,24 @@ class ReceiptFacts(msgspec.Struct, frozen=True, kw_only=True):
     open_blocks: int = 0
 
 
+class RecordEnd(NamedTuple):
+    """One record's terminal status, for `records_ended` (reasons go one by one)."""
+
+    file: FileRef
+    ordinal: int
+    status: RecordStatus
+    event_id: str | None = None
+
+
+class LeftMany(NamedTuple):
+    """What `records_left` did: the ordinals it noted (not noted before), whether the file's
+    receipt is now due to be written again, and the ordinals it could not note, with why."""
+
+    changed: frozenset[int]
+    receipt_due: bool
+    failed: Mapping[int, BaseException]
+
+
 class RecordEnding(msgspec.Struct, frozen=True, kw_only=True):
     """One record's ending as the ledger keeps it: no content, only why."""
 
@@ -217,6 +240,23 @@ def _gone(item: dict[str, Any]) -> set[int]:
 def _in_store(item: dict[str, Any]) -> set[int]:
     """A block's published records not yet seen leaving the temporary store."""
     return _ordinals(item, "p") - _gone(item)
+
+
+def _none_in(sets: Iterable[str], values: Sequence[str]) -> str:
+    """A condition: none of the values (placeholders) is in any of the sets (placeholders)."""
+    clauses = []
+    for name in sets:
+        any_in = " OR ".join(f"contains({name}, {value})" for value in values)
+        clauses.append(f"(attribute_not_exists({name}) OR NOT ({any_in}))")
+    return " AND ".join(clauses)
+
+
+def _folds(ordinals: Iterable[int]) -> list[list[int]]:
+    """Distinct ordinals, in runs of at most FOLD that each lie in one block."""
+    blocks: dict[int, list[int]] = {}
+    for ordinal in sorted(set(ordinals)):
+        blocks.setdefault((ordinal - 1) // BLOCK, []).append(ordinal)
+    return [ords[i : i + FOLD] for ords in blocks.values() for i in range(0, len(ords), FOLD)]
 
 
 def _unchanged(item: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -471,6 +511,99 @@ class Ledger:
             return True
         raise RuntimeError(f"ledger: record {ordinal} kept changing under us")
 
+    def records_ended(
+        self, endings: Sequence[RecordEnd], *, handled_by: str | None = None
+    ) -> list[BaseException | None]:
+        """Record many records' terminal statuses (a batch's); for each, None, or the error
+        that stopped its write.
+
+        Folded: the ordinals of one block that ended the same way go into the block's set and
+        count in one conditional UpdateItem, on condition that none of them is in any of the
+        block's three sets yet, which is `record_ended`'s own condition for all of them at
+        once. If it fails (one of them is counted already: a redelivery, a move after a
+        redrive, a concurrent write), nothing was written and each goes through `record_ended`
+        alone, which counts only what it has not counted. So a record is counted once however
+        often, and in whatever company, it is delivered. A record that ended two ways in one
+        batch goes alone too.
+        """
+        out: list[BaseException | None] = [None] * len(endings)
+        ways: dict[tuple[str, int], set[RecordStatus]] = {}
+        for e in endings:
+            ways.setdefault((file_id(e.file), e.ordinal), set()).add(e.status)
+        groups: dict[tuple[str, RecordStatus], list[int]] = {}
+        alone: list[int] = []
+        for i, e in enumerate(endings):
+            fid = file_id(e.file)
+            if len(ways[(fid, e.ordinal)]) > 1:
+                alone.append(i)
+            else:
+                groups.setdefault((fid, e.status), []).append(i)
+        for (fid, status), indices in groups.items():
+            for run in _folds(endings[i].ordinal for i in indices):
+                mine = [i for i in indices if endings[i].ordinal in run]
+                if len(run) == 1:
+                    alone += mine
+                    continue
+                try:
+                    folded = self._fold_ended(fid, run, status, handled_by)
+                except Exception as err:
+                    for i in mine:
+                        out[i] = err
+                    continue
+                if not folded:
+                    alone += mine
+        for i in sorted(alone):
+            e = endings[i]
+            try:
+                self.record_ended(
+                    e.file, e.ordinal, e.status, event_id=e.event_id, handled_by=handled_by
+                )
+            except Exception as err:
+                out[i] = err
+        return out
+
+    def _fold_ended(
+        self, fid: str, ordinals: list[int], status: RecordStatus, handled_by: str | None
+    ) -> bool:
+        """One block's ordinals into its set for `status`, counted, if none of them is in any
+        of its sets; False (nothing written) if one is."""
+        values = {f":o{k}": {"N": str(o)} for k, o in enumerate(ordinals)}
+        ended = {"#te": "te", **({"#tp": "tp"} if status is RecordStatus.PUBLISHED else {})}
+        by_names = {"#v": "v"} if handled_by else {}
+        by_values = {":v": {"SS": [handled_by]}} if handled_by else {}
+        add_by = ", #v :v" if handled_by else ""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": _block_pk(fid, ordinals[0])}},
+                UpdateExpression=(
+                    f"ADD #new :os, #newn :k{add_by} SET #x = :x"
+                    + "".join(f", {n} = :now" for n in ended)
+                ),
+                ConditionExpression=_none_in(("#p", "#r", "#d"), list(values)),
+                ExpressionAttributeNames={
+                    "#p": "p",
+                    "#r": "r",
+                    "#d": "d",
+                    "#x": "expires_at",
+                    "#new": _SETS[status],
+                    "#newn": _COUNTS[status],
+                    **ended,
+                    **by_names,
+                },
+                ExpressionAttributeValues={
+                    **values,
+                    ":os": {"NS": [str(o) for o in ordinals]},
+                    ":k": {"N": str(len(ordinals))},
+                    ":x": {"N": _expiry()},
+                    ":now": {"N": str(int(time.time()))},
+                    **by_values,
+                },
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
     def record_endings(self, fid: str) -> list[RecordEnding]:
         """Why each of a file's records that was not simply published ended as it did (and
         which moved after a redrive). A scan over every page: an operator's question."""
@@ -600,6 +733,86 @@ class Ledger:
             # finished) has left: the receipt's counts have moved
             return Left(changed=True, receipt_due=self._store_emptied(fid))
         return Left(changed=True, receipt_due=self._close_block(fid, key, item))
+
+    def records_left(
+        self, fid: str, ordinals: Iterable[int], how: LeftBy, *, at: float | None = None
+    ) -> LeftMany:
+        """`record_left` for many records of one file (a batch's), folded: the ordinals of
+        one block go into its set for `how` in one conditional UpdateItem, on condition that
+        none of them is in any of its three sets yet (`record_left`'s own condition, for all
+        of them at once); if it fails, nothing was written and each goes through
+        `record_left` alone. Then, as `record_left` does, the block leaves the file's `open`
+        count if that took its last published record out of the store.
+        """
+        changed: set[int] = set()
+        failed: dict[int, BaseException] = {}
+        due = False
+        alone: list[int] = []
+        for run in _folds(ordinals):
+            if len(run) == 1:
+                alone += run
+                continue
+            try:
+                noted = self._fold_left(fid, run, how, at)
+            except Exception as err:
+                failed.update(dict.fromkeys(run, err))
+                continue
+            if noted is None:
+                alone += run
+            else:
+                changed.update(run)
+                due = due or noted
+        for ordinal in alone:
+            try:
+                left = self.record_left(fid, ordinal, how, at=at)
+            except Exception as err:
+                failed[ordinal] = err
+                continue
+            due = due or left.receipt_due
+            if left.changed:
+                changed.add(ordinal)
+        return LeftMany(changed=frozenset(changed), receipt_due=due, failed=failed)
+
+    def _fold_left(
+        self, fid: str, ordinals: list[int], how: LeftBy, at: float | None
+    ) -> bool | None:
+        """One block's ordinals into its set for `how`, if none of them is in any of its
+        three sets: whether the receipt is now due; None (nothing written) if one of them is."""
+        key = {"pk": {"S": _block_pk(fid, ordinals[0])}}
+        values = {f":o{k}": {"N": str(o)} for k, o in enumerate(ordinals)}
+        try:
+            item = self._client.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression="ADD #how :os, #nv :k SET #t = :t, #e = :e",
+                ConditionExpression=_none_in(("#c", "#x", "#g"), list(values)),
+                ExpressionAttributeNames={
+                    "#c": _LEFT[LeftBy.CONSUMED],
+                    "#x": _LEFT[LeftBy.EXPIRED],
+                    "#g": _LEFT[LeftBy.GONE],
+                    "#how": _LEFT[how],
+                    "#nv": "nv",
+                    "#t": "tg",
+                    "#e": "expires_at",
+                },
+                ExpressionAttributeValues={
+                    **values,
+                    ":os": {"NS": [str(o) for o in ordinals]},
+                    ":k": {"N": str(len(ordinals))},
+                    ":t": {"N": str(int(at or time.time()))},
+                    ":e": {"N": _expiry()},
+                },
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return None
+        if "w" not in item or not set(ordinals) & _ordinals(item, "p"):
+            return False  # not watched yet: the finish will count what is left
+        if "o" not in item:
+            # records published after their block had emptied (a redrive after the file
+            # finished) have left: the receipt's counts have moved
+            return self._store_emptied(fid)
+        return self._close_block(fid, key, item)
 
     def _close_block(self, fid: str, key: dict[str, Any], item: dict[str, Any]) -> bool:
         """Take the block out of the file's `open` count if none of its published records is

@@ -2,21 +2,30 @@
 
 The item is `contracts.stored.StoredEvent`; this is how it sits in DynamoDB. The client is any
 DynamoDB low-level client (boto3's), passed in.
+
+Many events at once (a batch's): `locate_many` reads where they came from with BatchGetItem (100
+keys a call) and `delete_many` deletes them with BatchWriteItem (25 a call). What DynamoDB
+leaves unprocessed (throttling) is asked again, backing off, a few times; what is still left
+is reported per event, so that only those events' messages are tried again.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 import msgspec
 
 from contracts.events import DeathNotification
 from contracts.stored import StoredEvent
+from servicekit.errors import TransientError
 
 KEY = "id"
 EXPIRES_AT = "expires_at"
+BATCH_GET = 100  # BatchGetItem's limit on keys
+BATCH_WRITE = 25  # BatchWriteItem's limit on requests
+ATTEMPTS = 5  # calls for one batch while DynamoDB leaves part of it unprocessed
 
 _event_decoder = msgspec.json.Decoder(DeathNotification)
 _REF_NAMES = {"#i": KEY, "#f": "file_id", "#o": "ordinal"}
@@ -39,9 +48,12 @@ def _ref(item: dict[str, Any]) -> StoredRef:
 class Store:
     """DynamoDB access for the store table."""
 
-    def __init__(self, dynamodb: Any, table: str) -> None:
+    def __init__(
+        self, dynamodb: Any, table: str, *, pause: Callable[[float], None] = time.sleep
+    ) -> None:
         self._db = dynamodb
         self._table = table
+        self._pause = pause  # between calls for what DynamoDB left unprocessed
 
     def put_if_absent(self, item: StoredEvent) -> bool:
         """Store the event unless its id is there already; True if this call stored it."""
@@ -99,6 +111,63 @@ class Store:
             ExpressionAttributeNames=_REF_NAMES,
         ).get("Item")
         return _ref(item) if item else None
+
+    def locate_many(self, event_ids: Iterable[str]) -> dict[str, StoredRef]:
+        """Which file and ordinal each stored event came from (never the event), by id, for
+        those the store holds: strongly consistent BatchGetItem, 100 keys a call."""
+        ids = list(dict.fromkeys(event_ids))  # a key twice in one call is refused
+        found: dict[str, StoredRef] = {}
+        for start in range(0, len(ids), BATCH_GET):
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": [{KEY: {"S": i}} for i in ids[start : start + BATCH_GET]],
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "#i, #f, #o",
+                    "ExpressionAttributeNames": _REF_NAMES,
+                }
+            }
+            for attempt in range(ATTEMPTS):
+                if attempt:
+                    self._pause(0.05 * 2**attempt)
+                answer = self._db.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    found[item[KEY]["S"]] = _ref(item)
+                request = answer.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            else:
+                raise TransientError(f"the store left keys unread after {ATTEMPTS} attempts")
+        return found
+
+    def delete_many(self, event_ids: Iterable[str]) -> dict[str, BaseException]:
+        """Delete the events (idempotent), 25 to a BatchWriteItem; the ones that could not be
+        deleted, with why (the others are gone)."""
+        ids = list(dict.fromkeys(event_ids))  # a key twice in one call is refused
+        failed: dict[str, BaseException] = {}
+        for start in range(0, len(ids), BATCH_WRITE):
+            pending = ids[start : start + BATCH_WRITE]
+            try:
+                for attempt in range(ATTEMPTS):
+                    if attempt:
+                        self._pause(0.05 * 2**attempt)
+                    answer = self._db.batch_write_item(
+                        RequestItems={
+                            self._table: [
+                                {"DeleteRequest": {"Key": {KEY: {"S": i}}}} for i in pending
+                            ]
+                        }
+                    )
+                    left = answer.get("UnprocessedItems", {}).get(self._table, [])
+                    pending = [r["DeleteRequest"]["Key"][KEY]["S"] for r in left]
+                    if not pending:
+                        break
+                else:
+                    raise TransientError(
+                        f"the store left deletes unprocessed after {ATTEMPTS} attempts"
+                    )
+            except Exception as err:
+                failed.update(dict.fromkeys(pending, err))
+        return failed
 
     def expired(self, now: float | None = None, page_size: int = 500) -> Iterator[StoredRef]:
         """Ids, files and ordinals of the items past their expiry, every page (no event)."""

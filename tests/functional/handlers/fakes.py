@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, NamedTuple
@@ -22,7 +22,8 @@ from contracts.messages import EventToPublish, FileRef, RecordToTransform
 from contracts.receipts import DeletionReceipt
 from contracts.steps import SplitStepInput
 from contracts.stored import StoredEvent
-from servicekit.ledger import FileProgress, RecordStatus
+from servicekit.ledger import FileProgress, RecordEnd, RecordStatus
+from servicekit.store import StoredRef
 
 # -- the ledger -----------------------------------------------------------------------------
 
@@ -46,6 +47,7 @@ class FakeLedger:
     records: list[RecordEnded] = field(default_factory=list)
     handled_by: list[str | None] = field(default_factory=list)
     digests: list[tuple[str | None, int | None]] = field(default_factory=list)
+    ending_calls: int = 0  # records_ended calls (one per batch)
 
     def file_started(self, ref: FileRef) -> None:
         self.file_calls.append(("file_started", ref))
@@ -78,6 +80,16 @@ class FakeLedger:
         self.records.append(RecordEnded(ref, ordinal, status, event_id, tuple(reasons)))
         self.handled_by.append(handled_by)
         return True
+
+    def records_ended(
+        self, endings: Sequence[RecordEnd], *, handled_by: str | None = None
+    ) -> list[BaseException | None]:
+        self.ending_calls += 1
+        for e in endings:
+            self.record_ended(
+                e.file, e.ordinal, e.status, event_id=e.event_id, handled_by=handled_by
+            )
+        return [None] * len(endings)
 
     def progress(self, fid: str) -> FileProgress:
         return self.progress_of[fid]
@@ -124,16 +136,25 @@ class FakeVisibility:
 
 @dataclass
 class FakeEventSink:
-    """The events-to-publish queue; raises for the ordinals in `fail_for`."""
+    """The events-to-publish queue; raises for the ordinals in `fail_for`. Sends at once: its
+    `flush` (the batch's end) has nothing left to do."""
 
     sent: list[EventToPublish] = field(default_factory=list)
     fail_for: frozenset[int] = frozenset()
+    flushes: int = 0
 
     def send(self, message: EventToPublish) -> None:
         if message.ordinal in self.fail_for:
             # what an SDK error could say: a value a reason must never quote
             raise RuntimeError(f"could not send {message.event.surname}")
         self.sent.append(message)
+
+    def flush(self) -> dict[str, BaseException]:
+        self.flushes += 1
+        return {}
+
+    def drop(self, message_id: str | None = None) -> None:
+        return None
 
 
 @dataclass
@@ -173,6 +194,9 @@ class FakeStore:
     items: dict[str, StoredEvent] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
     fail_with: Exception | None = None
+    unprocessed: frozenset[str] = frozenset()
+    delete_calls: list[list[str]] = field(default_factory=list)
+    locate_calls: list[list[str]] = field(default_factory=list)
 
     def put_if_absent(self, item: StoredEvent) -> bool:
         if item.id in self.items:
@@ -191,6 +215,30 @@ class FakeStore:
             raise self.fail_with
         self.deleted.append(event_id)
         self.items.pop(event_id, None)
+
+    def delete_many(self, event_ids: Iterable[str]) -> dict[str, BaseException]:
+        """Deletes each (a BatchWriteItem: `fail_with` fails the call); `unprocessed` ids are
+        left, as DynamoDB leaves what it throttled after the adapter's retries."""
+        if self.fail_with is not None:
+            raise self.fail_with
+        ids = list(event_ids)
+        self.delete_calls.append(ids)
+        failed: dict[str, BaseException] = {}
+        for i in ids:
+            if i in self.unprocessed:
+                failed[i] = RuntimeError("left unprocessed")
+            else:
+                self.delete(i)
+        return failed
+
+    def locate(self, event_id: str) -> StoredRef | None:
+        item = self.items.get(event_id)
+        return StoredRef(item.id, item.file_id, item.ordinal) if item else None
+
+    def locate_many(self, event_ids: Iterable[str]) -> dict[str, StoredRef]:
+        ids = list(event_ids)
+        self.locate_calls.append(ids)
+        return {i: ref for i in ids if (ref := self.locate(i)) is not None}
 
     def expired_ids(self, now: float | None = None) -> Iterator[str]:
         cutoff = int(now or time.time())

@@ -129,6 +129,27 @@ def test_a_201_stores_the_event_and_records_it_published_with_its_id(ports: Port
     assert ports.dead_letters.sent == []
 
 
+def test_a_batchs_published_records_go_into_the_ledger_in_one_write_once_all_are_published(
+    ports: Ports,
+) -> None:
+    # given: the second event's platform call fails for now
+    ports.platform.answers[OTHER_ID] = TransientPlatformError(503)
+    event = sqs_event(
+        Message(GOLDEN, message_id="golden"),
+        Message(other_message(), message_id="other"),
+        Message(GOLDEN, message_id="golden-again"),  # at-least-once: twice in one batch
+        queue=QUEUE,
+    )
+
+    response = handler.publish(event, publish_context())
+
+    # then the published ones are ended in one ledger call (the ledger counts a record once);
+    # the one that failed is not, and goes back to its queue
+    assert response == {"batchItemFailures": [{"itemIdentifier": "other"}]}
+    assert ports.ledger.ending_calls == 1
+    assert ports.ledger.records == [published(), published()]
+
+
 def test_the_platform_is_told_only_the_minimal_event(ports: Ports) -> None:
     handler.publish(sqs_event(GOLDEN, queue=QUEUE), publish_context())
 

@@ -6,7 +6,7 @@ its last record leaves the store (consumed, swept at expiry, or found gone)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import msgspec
@@ -24,7 +24,7 @@ from reaper.app import ConsumedApp, FinishApp, S3Sources, SweepApp
 from reaper.reap import RecordsUnaccountedError
 from reaper.settings import ConsumedSettings, FinishSettings, SweepSettings
 from servicekit.deadletter import DeadLetterQueue
-from servicekit.ledger import FileProgress, Ledger, Left, LeftBy, ReceiptFacts, Watch
+from servicekit.ledger import FileProgress, Ledger, Left, LeftBy, LeftMany, ReceiptFacts, Watch
 from servicekit.settings import SettingsError
 from servicekit.store import Store, StoredRef
 
@@ -100,6 +100,8 @@ class BookLedger:
     books: dict[str, FileBook] = field(default_factory=dict)
     open: set[str] = field(default_factory=set)
     watch_calls: int = 0
+    left_calls: list[list[int]] = field(default_factory=list)
+    left_fails: bool = False
 
     def book(self, ref: FileRef, *, published: int, rejected: int = 0, dead: int = 0) -> FileBook:
         ordinals = iter(range(1, published + rejected + dead + 1))
@@ -154,6 +156,25 @@ class BookLedger:
         due = b.watched and ordinal in b.published and not b.in_store()
         return Left(changed=True, receipt_due=due)
 
+    def records_left(
+        self, fid: str, ordinals: Iterable[int], how: LeftBy, *, at: float | None = None
+    ) -> LeftMany:
+        ordinals = list(ordinals)
+        self.left_calls.append(ordinals)
+        if self.left_fails:
+            return LeftMany(
+                changed=frozenset(),
+                receipt_due=False,
+                failed=dict.fromkeys(ordinals, ConnectionError("ledger down")),
+            )
+        changed, due = set(), False
+        for ordinal in ordinals:
+            outcome = self.record_left(fid, ordinal, how, at=at)
+            due = due or outcome.receipt_due
+            if outcome.changed:
+                changed.add(ordinal)
+        return LeftMany(changed=frozenset(changed), receipt_due=due, failed={})
+
     def in_store(self, fid: str) -> set[int]:
         return self.books[fid].in_store()
 
@@ -198,10 +219,6 @@ class BookLedger:
 
 class TrackedStore(FakeStore):
     """The temporary store, answering where an event came from and what a file left there."""
-
-    def locate(self, event_id: str) -> StoredRef | None:
-        item = self.items.get(event_id)
-        return StoredRef(item.id, item.file_id, item.ordinal) if item else None
 
     def expired(self, now: float | None = None) -> Iterator[StoredRef]:
         cutoff = int(now or 0)
@@ -356,8 +373,68 @@ def test_a_notice_for_an_event_already_gone_is_fine(consumed: Reaper) -> None:
     )
 
     assert response == {"batchItemFailures": []}
-    assert consumed.store.deleted == [EVENT_ID]
+    assert consumed.store.deleted == []  # nothing held (a consistent read): nothing to delete
     assert consumed.ledger.books[FID].left == {}
+
+
+def test_a_batch_of_notices_costs_one_read_one_delete_call_and_one_ledger_write(
+    reaper_: Reaper,
+) -> None:
+    # given three published records of a file in the store
+    book = reaper_.ledger.book(FILE, published=3)
+    store_published(reaper_.store, book, int(NOW) + 3600)
+
+    # when their notices come in one batch
+    response = handler.consumed(
+        sqs_event(notice(1), notice(2), notice(3), queue=QUEUE), consumed_context()
+    )
+
+    # then one read says where they came from, one call deletes them, one write notes them
+    assert response == {"batchItemFailures": []}
+    ids = [event_id(1), event_id(2), event_id(3)]
+    assert reaper_.store.locate_calls == [ids]
+    assert reaper_.store.delete_calls == [ids]
+    assert reaper_.ledger.left_calls == [[1, 2, 3]]
+    assert book.left == dict.fromkeys((1, 2, 3), LeftBy.CONSUMED)
+
+
+def test_a_delete_left_unprocessed_sends_back_that_notice_alone_and_notes_the_others(
+    reaper_: Reaper,
+) -> None:
+    book = reaper_.ledger.book(FILE, published=3)
+    store_published(reaper_.store, book, int(NOW) + 3600)
+    reaper_.store.unprocessed = frozenset({event_id(2)})
+
+    response = handler.consumed(
+        sqs_event(
+            *(Message(notice(n), receive_count=2, message_id=f"m-{n}") for n in (1, 2, 3)),
+            queue=QUEUE,
+        ),
+        consumed_context(),
+    )
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-2"}]}
+    assert book.left == {1: LeftBy.CONSUMED, 3: LeftBy.CONSUMED}  # 2 is still in the store
+    assert event_id(2) in reaper_.store.items and reaper_.dead_letters.sent == []
+
+
+def test_a_ledger_note_that_fails_sends_back_the_notices_it_was_for(reaper_: Reaper) -> None:
+    book = reaper_.ledger.book(FILE, published=2)
+    store_published(reaper_.store, book, int(NOW) + 3600)
+    reaper_.ledger.left_fails = True
+
+    response = handler.consumed(
+        sqs_event(
+            Message(notice(1), message_id="m-1"),
+            Message("not json", message_id="dead"),
+            Message(notice(2), message_id="m-2"),
+            queue=QUEUE,
+        ),
+        consumed_context(),
+    )
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-1"}, {"itemIdentifier": "m-2"}]}
+    assert [d.body for d in reaper_.dead_letters.sent] == ["not json"]
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 import pytest
@@ -422,3 +423,131 @@ def test_a_missing_variable_fails_the_app_at_build_time_naming_it(
 
     with pytest.raises(SettingsError, match="EVENTS_QUEUE_URL"):
         transformer.app.current()
+
+
+# -- the events queue: a batch's events in SendMessageBatch calls ---------------------------
+
+
+@dataclass
+class FakeSqs:
+    """SendMessageBatch: keeps each call's entries; lists as failed the entries whose event
+    is for an ordinal in `fail_for`."""
+
+    calls: list[list[dict[str, Any]]] = field(default_factory=list)
+    fail_for: frozenset[int] = frozenset()
+
+    def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> Any:
+        assert QueueUrl == SETTINGS.events_queue_url
+        assert len(Entries) <= 10 and len({e["Id"] for e in Entries}) == len(Entries)
+        self.calls.append(Entries)
+        failed = [
+            e["Id"]
+            for e in Entries
+            if msgspec.json.decode(e["MessageBody"], type=EventToPublish).ordinal in self.fail_for
+        ]
+        return {
+            "Successful": [{"Id": e["Id"]} for e in Entries if e["Id"] not in failed],
+            "Failed": [{"Id": i, "Code": "InternalError", "SenderFault": False} for i in failed],
+        }
+
+
+@pytest.fixture
+def sqs(ports: Ports, monkeypatch: pytest.MonkeyPatch) -> FakeSqs:
+    """The app with the real `QueueEvents` over a fake SQS client, and a trace header per
+    record (the one its span would give)."""
+    fake = FakeSqs()
+    app = App(
+        settings=SETTINGS,
+        ledger=ports.ledger,
+        dead_letters=ports.dead_letters,
+        events=QueueEvents(fake, SETTINGS.events_queue_url),
+        event_id_keys=KeyRing.single(KEY, what="the test key").for_arrival,
+    )
+    monkeypatch.setattr(transformer.app, "current", lambda: app)
+    parents = iter(f"{n:016x}" for n in range(1, 100))
+    monkeypatch.setattr(
+        transformer.app.tracing,
+        "header",
+        lambda: f"Root=1-5759e988-bd862e3fe1be46a994272793;Parent={next(parents)};Sampled=1",
+    )
+    return fake
+
+
+def bodies(n: int) -> list[Message]:
+    return [
+        Message(message(o, GOLDEN_MESSAGE.fragment), message_id=f"m-{o}") for o in range(1, n + 1)
+    ]
+
+
+def test_a_batchs_events_go_out_in_one_call_each_with_its_own_records_trace(
+    sqs: FakeSqs,
+) -> None:
+    response = handler.transform(sqs_event(*bodies(3), queue=QUEUE), context())
+
+    assert response == {"batchItemFailures": []}
+    (entries,) = sqs.calls
+    ordinals = [msgspec.json.decode(e["MessageBody"], type=EventToPublish).ordinal for e in entries]
+    assert ordinals == [1, 2, 3]
+    headers = [e["MessageSystemAttributes"]["AWSTraceHeader"]["StringValue"] for e in entries]
+    assert len(set(headers)) == 3  # each record's own parent span, not one for the batch
+    assert all(h.endswith(";Sampled=1") for h in headers)
+
+
+def test_more_than_ten_events_go_out_ten_to_a_call(sqs: FakeSqs) -> None:
+    response = handler.transform(sqs_event(*bodies(12), queue=QUEUE), context())
+
+    assert response == {"batchItemFailures": []}
+    assert [len(c) for c in sqs.calls] == [10, 2]
+
+
+def test_an_entry_sqs_lists_as_failed_sends_back_that_record_alone(
+    sqs: FakeSqs, ports: Ports
+) -> None:
+    sqs.fail_for = frozenset({2})
+
+    response = handler.transform(sqs_event(*bodies(3), queue=QUEUE), context())
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-2"}]}
+    assert ports.dead_letters.sent == [] and ports.ledger.records == []
+
+
+def test_an_entry_failed_on_the_last_attempt_is_dead_lettered_with_the_queues_code(
+    sqs: FakeSqs, ports: Ports
+) -> None:
+    sqs.fail_for = frozenset({1})
+    body = message(1, GOLDEN_MESSAGE.fragment)
+
+    response = handler.transform(
+        sqs_event(Message(body, receive_count=MAX_RECEIVE_COUNT), queue=QUEUE), context()
+    )
+
+    assert response == {"batchItemFailures": []}
+    reason = f"the events queue refused the event: InternalError after {MAX_RECEIVE_COUNT} attempts"
+    assert ports.dead_letters.sent == [DeadLetter(body, reason, MAX_RECEIVE_COUNT)]
+    assert ports.ledger.records == [
+        RecordEnded(GOLDEN_MESSAGE.file, 1, RecordStatus.DEAD_LETTERED, None, (reason,))
+    ]
+
+
+def test_a_rejected_record_sends_nothing_and_the_rest_of_its_batch_goes_out(
+    sqs: FakeSqs, ports: Ports
+) -> None:
+    bad = message(2, fragment(record(registration_id="SECRETNAME")))
+    batch = [*bodies(1), Message(bad, message_id="m-2"), *bodies(3)[2:]]
+
+    response = handler.transform(sqs_event(*batch, queue=QUEUE), context())
+
+    assert response == {"batchItemFailures": []}
+    (entries,) = sqs.calls
+    assert [
+        msgspec.json.decode(e["MessageBody"], type=EventToPublish).ordinal for e in entries
+    ] == [1, 3]
+    assert [r.status for r in ports.ledger.records] == [RecordStatus.REJECTED]
+
+
+def test_a_batch_call_is_cut_where_its_bytes_would_pass_sqss_limit() -> None:
+    from transformer.app import MAX_BATCH_BYTES, _calls
+
+    assert _calls([100] * 25) == [list(range(10)), list(range(10, 20)), list(range(20, 25))]
+    half = MAX_BATCH_BYTES // 2
+    assert _calls([half, half, 1, MAX_BATCH_BYTES + 1, 5]) == [[0, 1], [2], [3], [4]]

@@ -5,6 +5,7 @@ Each parses its event, calls the domain (`reaper.reap`) with the container's app
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -21,7 +22,7 @@ from reaper.reap import consumed as delete_consumed
 from reaper.reap import finish_file as finish
 from reaper.reap import sweep as sweep_expired
 from servicekit import tracing
-from servicekit.consumer import ConsumerPolicy, consume
+from servicekit.consumer import ConsumerPolicy, Deferred, consume
 from servicekit.ledger import RecordStatus
 
 __all__ = ["RecordsUnaccountedError", "consumed", "finish_file", "sweep"]
@@ -32,26 +33,35 @@ SAFETY_MILLIS = 10_000
 
 
 def _policy(the: ConsumedApp) -> ConsumerPolicy[EventsConsumed]:
+    def delete_all(notices: Sequence[EventsConsumed]) -> list[BaseException | None]:
+        """The batch's notices, at its end: their events deleted, their records noted."""
+        outcomes = delete_consumed(
+            notices, store=the.store, ledger=the.ledger, receipts=the.receipts, now=the.clock()
+        )
+        out: list[BaseException | None] = []
+        for notice, outcome in zip(notices, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                out.append(outcome)
+                continue
+            metrics.add_metric(name="EventsDeleted", unit=MetricUnit.Count, value=1)
+            logger.info(
+                "consumed event deleted" if outcome else "consumed event already gone",
+                extra={"event_id": notice.id},
+            )
+            out.append(None)
+        return out
+
+    deletions = Deferred(delete_all)
+
     def handle(notice: EventsConsumed) -> RecordStatus | None:
-        tracing.annotate(event_id=notice.id)
-        removed = delete_consumed(
-            notice,
-            store=the.store,
-            ledger=the.ledger,
-            receipts=the.receipts,
-            now=the.clock(),
-        )
-        metrics.add_metric(name="EventsDeleted", unit=MetricUnit.Count, value=1)
-        logger.info(
-            "consumed event deleted" if removed else "consumed event already gone",
-            extra={"event_id": notice.id},
-        )
+        deletions.add(notice)  # done for the whole batch at its end
         return None  # the record was counted when it was published
 
     return ConsumerPolicy(
         kind="events-consumed.v1",
         decode=read_notice,
         handle=handle,
+        event_id=lambda notice: notice.id,
         dead_letters=the.dead_letters,
         max_receive_count=the.settings.max_receive_count,
         log=logger,
@@ -59,6 +69,7 @@ def _policy(the: ConsumedApp) -> ConsumerPolicy[EventsConsumed]:
         version=the.settings.service_version,
         operation="consumed",
         metrics=metrics,
+        deferred=(deletions,),
     )
 
 

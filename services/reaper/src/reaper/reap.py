@@ -4,7 +4,9 @@ file's deletion receipt true.
 
 - A consumed notice deletes the stored event (idempotent: deleting what is gone is fine), and
   the ledger notes that the record has left the store. The store item says which file and
-  ordinal it held (read without the event), so nothing is scanned per record.
+  ordinal it held (read without the event), so nothing is scanned per record. A batch of
+  notices is done in a few calls: one read of where its events came from, their deletes 25 at
+  a time, one ledger write per block; a notice whose part failed alone goes back to its queue.
 - A file is finished when every emitted record has a terminal status in the ledger: then its
   source object version is deleted for good, the ledger starts watching which of its published
   records are still in the store, the ones the store no longer holds are noted as gone, and a
@@ -20,7 +22,7 @@ file's deletion receipt true.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 import msgspec
@@ -28,7 +30,7 @@ import msgspec
 from contracts.messages import EventsConsumed, FileRef, file_id
 from contracts.receipts import DeletionReceipt
 from contracts.steps import FileCounts, FinishStepInput, FinishStepOutput
-from servicekit.ledger import Left, LeftBy, ReceiptFacts, Watch
+from servicekit.ledger import Left, LeftBy, LeftMany, ReceiptFacts, Watch
 from servicekit.store import StoredRef
 
 
@@ -53,6 +55,9 @@ class StoreLedger(Protocol):
     def record_left(
         self, fid: str, ordinal: int, how: LeftBy, *, at: float | None = None
     ) -> Left: ...
+    def records_left(
+        self, fid: str, ordinals: Iterable[int], how: LeftBy, *, at: float | None = None
+    ) -> LeftMany: ...
     def receipt_facts(self, fid: str) -> ReceiptFacts: ...
     def in_store(self, fid: str) -> set[int]: ...
     def settle(self, fid: str) -> bool: ...
@@ -90,7 +95,8 @@ class Deletable(Protocol):
     an event came from (file, ordinal), never the event."""
 
     def delete(self, event_id: str) -> None: ...
-    def locate(self, event_id: str) -> StoredRef | None: ...
+    def delete_many(self, event_ids: Iterable[str]) -> Mapping[str, BaseException]: ...
+    def locate_many(self, event_ids: Iterable[str]) -> Mapping[str, StoredRef]: ...
     def expired(self, now: float | None = None) -> Iterable[StoredRef]: ...
 
 
@@ -113,21 +119,40 @@ class Swept(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def consumed(
-    notice: EventsConsumed,
+    notices: Sequence[EventsConsumed],
     *,
     store: Deletable,
     ledger: StoreLedger,
     receipts: Receipts,
     now: float,
-) -> bool:
-    """Every consumer is done with the event: it goes, and its file's ledger says so. True if
-    this notice removed it (a repeated notice finds it gone and changes nothing)."""
-    where = store.locate(notice.id)
-    store.delete(notice.id)
-    if where is None:
-        return False
-    left(where.file_id, where.ordinal, LeftBy.CONSUMED, ledger=ledger, receipts=receipts, now=now)
-    return True
+) -> list[bool | BaseException]:
+    """Every consumer is done with these events: they go, and their files' ledger says so. For
+    each notice: True if it removed its event, False if the event was gone already (a repeated
+    notice changes nothing), or the error that stopped it (the notice goes back to its queue;
+    a redelivery finds its event gone and notes nothing, which the sweep catches as gone)."""
+    try:
+        where = store.locate_many(n.id for n in notices)
+    except Exception as err:
+        return [err] * len(notices)
+    try:
+        failed = dict(store.delete_many(where))
+    except Exception as err:
+        failed = dict.fromkeys(where, err)
+    by_file: dict[str, list[StoredRef]] = {}
+    for ref in where.values():
+        if ref.id not in failed:
+            by_file.setdefault(ref.file_id, []).append(ref)
+    for fid, refs in by_file.items():
+        try:
+            noted = ledger.records_left(fid, (r.ordinal for r in refs), LeftBy.CONSUMED, at=now)
+            failed.update(
+                (r.id, noted.failed[r.ordinal]) for r in refs if r.ordinal in noted.failed
+            )
+            if noted.receipt_due:
+                write_receipt(fid, ledger=ledger, receipts=receipts)
+        except Exception as err:
+            failed.update((r.id, failed.get(r.id, err)) for r in refs)
+    return [failed.get(n.id, n.id in where) for n in notices]
 
 
 def left(
@@ -196,8 +221,13 @@ def reconcile(
     if not waiting:
         return 0
     gone = sorted(waiting - store.ordinals_of(fid))
-    for ordinal in gone:
-        left(fid, ordinal, LeftBy.GONE, ledger=ledger, receipts=receipts, now=now)
+    if not gone:
+        return 0
+    noted = ledger.records_left(fid, gone, LeftBy.GONE, at=now)  # one write per block
+    if noted.receipt_due:
+        write_receipt(fid, ledger=ledger, receipts=receipts)
+    if noted.failed:  # the caller runs again (a state machine retry, the next sweep)
+        raise next(iter(noted.failed.values()))
     return len(gone)
 
 

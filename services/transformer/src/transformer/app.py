@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 import msgspec
@@ -15,8 +16,9 @@ from aws_lambda_powertools.utilities import parameters
 
 from contracts.messages import EventToPublish
 from servicekit import tracing
-from servicekit.consumer import DeadLetters, RecordLedger
+from servicekit.consumer import DeadLetters, Deferred, RecordLedger
 from servicekit.deadletter import DeadLetterQueue
+from servicekit.errors import TransientError
 from servicekit.ledger import Ledger
 from servicekit.logging import service_logger
 from servicekit.tracing import METRICS_NAMESPACE
@@ -30,6 +32,14 @@ tracer = Tracer(service="transformer")
 metrics = Metrics(namespace=METRICS_NAMESPACE, service="transformer")
 
 
+class BatchedEvents(EventSink, Protocol):
+    """An `EventSink` whose sends are put off to the end of the batch (`servicekit.consumer`
+    settles them): `flush` sends, and says which records' events could not be sent."""
+
+    def flush(self) -> Mapping[str, BaseException]: ...
+    def drop(self, message_id: str | None = None) -> None: ...
+
+
 @dataclass(frozen=True)
 class App:
     """What `transform` needs."""
@@ -37,27 +47,82 @@ class App:
     settings: Settings
     ledger: RecordLedger
     dead_letters: DeadLetters
-    events: EventSink
+    events: BatchedEvents
     event_id_keys: KeyFor
 
 
+# SendMessageBatch's limits: ten entries, and the sum of their sizes (bodies and attributes)
+# at most 262,144 bytes, whatever the queue's own message size
+BATCH = 10
+MAX_BATCH_BYTES = 262_144
+
+
 class QueueEvents:
-    """`EventSink` over a boto3 SQS client."""
+    """`BatchedEvents` over a boto3 SQS client: a batch's events go out ten to a
+    SendMessageBatch (fewer where their bytes would pass its limit), each with its own
+    record's trace header as its AWSTraceHeader. An entry SQS lists as failed fails only its
+    own record, which goes back to its queue (a re-sent event is harmless: the publisher is
+    idempotent on the event id)."""
 
     def __init__(self, sqs: Any, url: str) -> None:
         self._sqs = sqs
         self._url = url
+        self._pending: Deferred[dict[str, Any]] = Deferred(self._send_all)
 
     def send(self, message: EventToPublish) -> None:
-        kwargs: dict[str, Any] = {}
-        header = tracing.header()
+        entry: dict[str, Any] = {"MessageBody": msgspec.json.encode(message).decode()}
+        header = tracing.header()  # here: the record's own span
         if header:  # the record's trace goes on with its event
-            kwargs["MessageSystemAttributes"] = {
+            entry["MessageSystemAttributes"] = {
                 "AWSTraceHeader": {"DataType": "String", "StringValue": header}
             }
-        self._sqs.send_message(
-            QueueUrl=self._url, MessageBody=msgspec.json.encode(message).decode(), **kwargs
-        )
+        self._pending.add(entry)
+
+    def flush(self) -> Mapping[str, BaseException]:
+        return self._pending.flush()
+
+    def drop(self, message_id: str | None = None) -> None:
+        self._pending.drop(message_id)
+
+    def _send_all(self, entries: Sequence[dict[str, Any]]) -> list[BaseException | None]:
+        out: list[BaseException | None] = [None] * len(entries)
+        for call in _calls([_size(e) for e in entries]):
+            try:
+                answer = self._sqs.send_message_batch(
+                    QueueUrl=self._url, Entries=[{"Id": str(i), **entries[i]} for i in call]
+                )
+            except Exception as err:
+                for i in call:
+                    out[i] = err
+                continue
+            for failed in answer.get("Failed", []):
+                # a code ("InternalError"), never the message's content
+                out[int(failed["Id"])] = TransientError(
+                    f"the events queue refused the event: {failed.get('Code', 'unknown')}"
+                )
+        return out
+
+
+def _size(entry: dict[str, Any]) -> int:
+    """What an entry counts towards SendMessageBatch's byte limit (its trace header included,
+    to be safe)."""
+    header = entry.get("MessageSystemAttributes", {}).get("AWSTraceHeader", {})
+    return len(entry["MessageBody"].encode()) + len(header.get("StringValue", ""))
+
+
+def _calls(sizes: Sequence[int]) -> list[list[int]]:
+    """The entries (by index, in order) of each SendMessageBatch: at most BATCH of them, and
+    at most MAX_BATCH_BYTES together unless one alone is bigger (SQS then refuses that call,
+    failing that record alone)."""
+    calls: list[list[int]] = []
+    total = 0
+    for i, size in enumerate(sizes):
+        if not calls or len(calls[-1]) == BATCH or total + size > MAX_BATCH_BYTES:
+            calls.append([])
+            total = 0
+        calls[-1].append(i)
+        total += size
+    return calls
 
 
 def secret_keys(name: str) -> CachedKeyRing:

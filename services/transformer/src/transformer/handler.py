@@ -1,7 +1,9 @@
 """Lambda entry point of the transformer: records-to-transform -> events-to-publish.
 
 Parses the batch, hands each message to the domain (`transformer.transform`) under the shared
-consumer policy (`servicekit.consumer`), returns the batch item failures.
+consumer policy (`servicekit.consumer`), returns the batch item failures. The events go out at
+the end of the batch, ten to a SendMessageBatch (`transformer.app.QueueEvents`): a record whose
+event could not be sent is a batch item failure of its own.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def _policy(the: App) -> ConsumerPolicy[RecordToTransform]:
         version=the.settings.service_version,
         operation="transform",
         metrics=metrics,
+        deferred=(the.events,),
     )
 
 

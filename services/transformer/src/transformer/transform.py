@@ -15,7 +15,8 @@ from transformer.keys import EventIdKey, NoKeyForRecordError
 
 
 class EventSink(Protocol):
-    """Where events go (the events-to-publish queue)."""
+    """Where events go (the events-to-publish queue; the send itself may be put off to the end
+    of the batch, see `transformer.app.QueueEvents`)."""
 
     def send(self, message: EventToPublish) -> None: ...
 
