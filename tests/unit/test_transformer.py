@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import msgspec
 import pytest
 
 from contracts.events import RecordType, Sex, UpdateReason
@@ -244,10 +245,65 @@ def test_whitespace_inside_a_value_is_collapsed_in_the_event_but_kept_in_the_rec
     assert result.record.deceased_name.family_name == "DE\n      BASTIANI\n  "
 
 
-def test_an_element_the_reference_does_not_name_is_carried_not_dropped() -> None:
-    result = ok(record(rest="<RegistrationType>1</RegistrationType>"))
-    (extra,) = result.event.extra
-    assert (extra.path, extra.text) == ("RegistrationType", "1")
+UNDEFINED = (
+    "<RegistrationType>1</RegistrationType>"
+    '<JohnSmith xmlns="urn:example:john-smith"><Born>1950</Born>PRIVATE NOTE</JohnSmith>'
+)
+
+
+def test_content_the_reference_does_not_define_is_left_out_of_the_event_and_counted() -> None:
+    result = ok(record(rest=UNDEFINED))
+    assert result.event.extra == ()
+    assert result.undefined_elements == 3  # RegistrationType, JohnSmith and Born in it
+    encoded = msgspec.json.encode(result.event)
+    for word in (b"RegistrationType", b"JohnSmith", b"john-smith", b"Born", b"PRIVATE", b"1950"):
+        assert word not in encoded
+    # the same record without it: the same event, but for its id
+    plain = ok(record())
+    assert plain.undefined_elements == 0
+    assert msgspec.structs.replace(result.event, source_id=plain.event.source_id) == plain.event
+
+
+def test_the_event_id_covers_the_record_as_sent_undefined_content_included() -> None:
+    # Ids of records without such content are what they always were; a record that carries
+    # some keeps the id it had when that content was still passed on (so a re-sent file makes
+    # no second event), and differs from the same record without it.
+    with_it = ok(record(rest=UNDEFINED)).event.source_id
+    assert with_it != ok(record()).event.source_id
+    assert with_it == event_id(parse_fragment(fragment(record(rest=UNDEFINED))).record, KEY)
+
+
+def test_undefined_content_inside_a_structure_is_left_out_and_counted_too() -> None:
+    name = (
+        "<DeceasedName><ns4:PersonFamilyName>LEE</ns4:PersonFamilyName>"
+        '<o:Nick xmlns:o="urn:o"><o:Short>Bob</o:Short></o:Nick></DeceasedName>'
+    )
+    result = ok(record(name=name))
+    assert (result.event.surname, result.event.extra) == ("LEE", ())
+    assert result.undefined_elements == 2
+    assert b"Bob" not in msgspec.json.encode(result.event)
+
+
+def test_no_reason_names_an_element_or_namespace_the_file_invented() -> None:
+    # a file can name an element after a person: reasons name only what the reference defines
+    person = '<JohnSmith xmlns="urn:john-smith">x</JohnSmith>'
+    out = rejected(
+        record(
+            registration_id=None,
+            gender=f"<DeceasedGender>1{person}</DeceasedGender><DeceasedGender>2</DeceasedGender>",
+            name=f"<DeceasedName>{person}<ns4:PersonNameTitle>Mr</ns4:PersonNameTitle></DeceasedName>",
+            rest=person,
+        )
+    )
+    assert out.reasons == (
+        "DeceasedGender holds child elements where text belongs",
+        "DeceasedGender occurs more than once",
+        "RegistrationID is missing or empty",
+        "DeceasedName has neither a PersonGivenName nor a PersonFamilyName",
+    )
+    for hostile in (f"<{person}", "<JohnSmith/>", '<x xmlns="urn:john-smith"/>'):
+        (reason,) = rejected(hostile).reasons
+        assert "john" not in reason.lower(), reason
 
 
 def test_matching_is_by_namespace_uri_not_prefix() -> None:

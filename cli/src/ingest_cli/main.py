@@ -10,12 +10,18 @@ from collections.abc import Sequence
 from typing import BinaryIO
 
 import msgspec
+from lxml import etree
 
 from ingest_cli import cloud_parsers
 from ingest_cli.keys import event_id_key
-from ingest_cli.sample import write_sample
-from splitter.extract import ExtractReader, FileRejectedError, OversizedRecord
-from transformer.core import Rejected, transform_fragment
+from splitter.extract import (
+    HEAD_BYTES,
+    MAX_RECORD_BYTES,
+    ExtractReader,
+    FileRejectedError,
+    OversizedRecord,
+)
+from transformer.core import Rejected, Transformed, transform_element, transform_fragment
 
 
 class InvalidRecord(msgspec.Struct, omit_defaults=True):
@@ -104,41 +110,182 @@ def _print_report(report: ValidationReport) -> None:
         print(f"  record {bad.ordinal}{reg}: {'; '.join(bad.reasons)}")
 
 
+# `ingest transform` reads the file once: each record, as the reader ends it, goes through the
+# transformer (`transform_element`, the Lambda path's own code after its fragment is parsed), and
+# what is to be printed is kept until the whole file has passed its checks, so that a truncated
+# or corrupt file prints no event at all. Two things send it down the slower, exact way (a check
+# pass, then each record's fragment as the splitter cuts it, printed as it comes): more output
+# than it keeps in memory, and a record that might be over the splitter's size limit, which only
+# the fragment can tell (the read below bounds each record's size from where the reader was in
+# the file when the record ended).
+_KEEP_BYTES = 128 << 20
+_READ_BYTES = 8 * 1024
+# How much longer than the file's bytes a fragment can be when lxml writes it out (an escaped
+# character: `>` as `&gt;` in text, `"` as `&quot;` in an attribute).
+_ESCAPED = 6
+
+
+def _rejected_line(path: str, ordinal: int, result: Rejected) -> str:
+    reg = f" (RegistrationID {result.registration_id})" if result.registration_id else ""
+    return f"{path}: record {ordinal}{reg}: rejected: {'; '.join(result.reasons)}"
+
+
+def undefined_elements_line(path: str, elements: int, records: int) -> str:
+    """What `ingest transform` says on stderr when it left content out of the events."""
+    noun = "element" if elements == 1 else "elements"
+    where = "record" if records == 1 else "records"
+    return (
+        f"{path}: left out of the events: {elements} {noun} the GRO format does not define,"
+        f" in {records} {where} (counted, not kept)"
+    )
+
+
+class _OnePass:
+    """The records of one file through the transformer as the reader ends them, the output
+    kept; or, if it cannot be sure of a record's size or the output grows too large, the
+    reason it gave up (and the reader goes on checking the file)."""
+
+    def __init__(self, path: str, key: bytes) -> None:
+        self.path = path
+        self.key = key
+        self.bytes_read = lambda: 0  # where the reader is in the file
+        self.out = bytearray()
+        self.err: list[str] = []
+        self.gave_up = False
+        self.undefined = Undefined()
+        self._encode_into = msgspec.json.Encoder().encode_into
+        self._ordinal = 0  # of the record the reader last passed on
+        self._ended_before = 0  # where the reader was when the record before ended
+        self._declarations = -1  # the most the root's namespace declarations add to a fragment
+
+    def run(self) -> None:
+        """Read the file; `FileRejectedError` if it is refused."""
+        with _open(self.path) as stream:
+            reader = ExtractReader(stream, chunk_bytes=_READ_BYTES, on_record=self.record)
+            self.bytes_read = lambda: reader.bytes_read
+            reader.check()
+        if self._ordinal != reader.records_seen:
+            self._give_up()  # the last record was over the limit: the reader did not pass it on
+
+    def record(self, ordinal: int, element: etree._Element) -> None:
+        # a record over the limit is not passed on: the ordinals then skip it
+        skipped = ordinal != self._ordinal + 1
+        self._ordinal = ordinal
+        if self.gave_up:
+            return
+        if skipped or not self._surely_within_limit(element) or len(self.out) > _KEEP_BYTES:
+            self._give_up()
+            return
+        result = transform_element(element, key=self.key)
+        # Done with it: emptied, the reader's check pass (which only removes it next) moves one
+        # element out of the document rather than its whole subtree.
+        element.clear(keep_tail=True)
+        if isinstance(result, Rejected):
+            self.err.append(_rejected_line(self.path, ordinal, result))
+        else:
+            self._encode_into(result.event, self.out, -1)
+            self.out += b"\n"
+            if result.record.extra:
+                self.undefined.add(result)
+
+    def _give_up(self) -> None:
+        self.gave_up = True
+        self.out, self.err = bytearray(), []
+
+    def _surely_within_limit(self, element: etree._Element) -> bool:
+        """Whether the record's fragment is surely within the splitter's size limit.
+
+        The record ended in what the reader had read (`ended`); it began after the record
+        before it ended, which was at most two reads before where the reader then was (the read
+        it was in, and one for the parser's lag), or anywhere in the first read (the file's
+        head). Its fragment is at most that span and the root's namespace declarations; or, if
+        the reader writes it out, that times `_ESCAPED`. Only when that bound is over the limit
+        is the record written out here to know.
+        """
+        ended = self.bytes_read()
+        before = self._ended_before
+        began = before - 2 * _READ_BYTES if before > HEAD_BYTES + _READ_BYTES else 0
+        self._ended_before = ended
+        if self._declarations < 0:
+            root = element.getparent()
+            nsmap = root.nsmap if root is not None else {}
+            self._declarations = 64 + sum(
+                12 + len(prefix or "") + _ESCAPED * len(uri) for prefix, uri in nsmap.items()
+            )
+        span = ended - began + self._declarations
+        if _ESCAPED * span <= MAX_RECORD_BYTES:
+            return True
+        written = len(etree.tostring(element, encoding="utf-8", with_tail=False))
+        return span <= MAX_RECORD_BYTES and written <= MAX_RECORD_BYTES
+
+
+class Undefined:
+    """Elements the GRO format does not define, left out of the events: how many, in how many
+    records. Never which."""
+
+    def __init__(self) -> None:
+        self.elements = 0
+        self.records = 0
+
+    def add(self, result: Transformed) -> None:
+        if n := result.undefined_elements:
+            self.elements += n
+            self.records += 1
+
+
 def _transform(args: argparse.Namespace) -> int:
     path: str = args.file
     key = event_id_key(args.key_file)
-    # Whole-file check first: a truncated or corrupt file gives no event at all.
+    one = _OnePass(path, key)
     try:
-        with _open(path) as stream:
-            ExtractReader(stream).check()
+        one.run()
     except FileRejectedError as err:
         print(f"{path}: refused: {err}", file=sys.stderr)
         return 1
-    rejected = 0
     out = sys.stdout.buffer
-    with _open(path) as stream:
-        for item in ExtractReader(stream).records():
-            if isinstance(item, OversizedRecord):
-                rejected += 1
-                print(f"{path}: record {item.ordinal}: rejected: {item.reason}", file=sys.stderr)
-                continue
-            result = transform_fragment(item.xml, key=key)
-            if isinstance(result, Rejected):
-                rejected += 1
-                reg = (
-                    f" (RegistrationID {result.registration_id})" if result.registration_id else ""
-                )
-                print(
-                    f"{path}: record {item.ordinal}{reg}: rejected: {'; '.join(result.reasons)}",
-                    file=sys.stderr,
-                )
-                continue
-            out.write(msgspec.json.encode(result.event) + b"\n")
-    out.flush()
+    if not one.gave_up:
+        out.write(one.out)
+        out.flush()
+        for line in one.err:
+            print(line, file=sys.stderr)
+        undefined = one.undefined
+    else:
+        undefined = _transform_fragments(path, key, out)
+    if undefined.elements:
+        print(undefined_elements_line(path, undefined.elements, undefined.records), file=sys.stderr)
     return 0
 
 
+def _transform_fragments(path: str, key: bytes, out: BinaryIO) -> Undefined:
+    """The exact way, for a file already checked: each record as the splitter cuts it, printed
+    as it comes (the transformer still reads the element the reader built, not the fragment)."""
+    undefined = Undefined()
+    ended: dict[int, etree._Element] = {}  # the record the reader last ended, by ordinal
+    with _open(path) as stream:
+        reader = ExtractReader(stream, on_record=ended.__setitem__)
+        for item in reader.records():
+            element = ended.pop(item.ordinal, None)
+            ended.clear()
+            if isinstance(item, OversizedRecord):
+                print(f"{path}: record {item.ordinal}: rejected: {item.reason}", file=sys.stderr)
+                continue
+            result = (
+                transform_element(element, key=key)
+                if element is not None
+                else transform_fragment(item.xml, key=key)
+            )
+            if isinstance(result, Rejected):
+                print(_rejected_line(path, item.ordinal, result), file=sys.stderr)
+                continue
+            out.write(msgspec.json.encode(result.event) + b"\n")
+            undefined.add(result)
+    out.flush()
+    return undefined
+
+
 def _sample(args: argparse.Namespace) -> int:
+    from ingest_cli.sample import write_sample  # (its imports cost every other command 20 ms)
+
     if args.records < 0:
         print("ingest sample: --records must be 0 or more", file=sys.stderr)
         return 2

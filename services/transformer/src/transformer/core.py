@@ -1,4 +1,9 @@
-"""Transform one record fragment: parse, check, map, identify. Pure: no AWS, no I/O."""
+"""Transform one record: parse, check, map, identify. Pure: no AWS, no I/O.
+
+Two ways in, one way through: `transform_fragment` (a fragment off a queue, the Lambda path)
+parses it and `transform_element` (an element of a file `ingest transform` is reading) does
+not need to; both read the record with `parse.read_record` and end in `_transform`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from contracts.events import DeathNotification
 from contracts.gro import GroDeathRecord
 from transformer.event_id import event_id
 from transformer.mapping import to_event
-from transformer.parse import FragmentError, parse_fragment
+from transformer.parse import FragmentError, ParsedRecord, parse_fragment, read_record
 from transformer.rules import clean, record_problems
 
 
@@ -19,6 +24,12 @@ class Transformed:
     record: GroDeathRecord
     event: DeathNotification
 
+    @property
+    def undefined_elements(self) -> int:
+        """How many elements the format reference does not define the record held: left out
+        of the event (`mapping`), counted here, never named."""
+        return len(self.record.extra)
+
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
@@ -28,16 +39,31 @@ class Rejected:
     registration_id: str | None = None
 
 
-def transform_fragment(fragment: bytes | str, *, key: bytes) -> Transformed | Rejected:
+def transform_fragment(
+    fragment: bytes | str, *, key: bytes, key_version: int = 1
+) -> Transformed | Rejected:
     """Turn one `DeathRegistration` fragment into its event, or say why it cannot be one."""
     try:
         parsed = parse_fragment(fragment)
     except FragmentError as err:
         return Rejected(reasons=(str(err),))
+    return _transform(parsed, key, key_version)
+
+
+def transform_element(
+    element: object, *, key: bytes, key_version: int = 1
+) -> Transformed | Rejected:
+    """Turn a `DeathRegistration` element (in the GRO namespace, as a file's reader found it)
+    into its event, or say why it cannot be one: as `transform_fragment` would its fragment."""
+    return _transform(read_record(element), key, key_version)
+
+
+def _transform(parsed: ParsedRecord, key: bytes, key_version: int) -> Transformed | Rejected:
     record = parsed.record
     reasons = [*parsed.problems, *record_problems(record)]
-    reg = clean(record.registration_id)
-    reg = reg if reg is not None and reg.isascii() and reg.isdigit() else None
     if reasons:
+        reg = clean(record.registration_id)
+        reg = reg if reg is not None and reg.isascii() and reg.isdigit() else None
         return Rejected(reasons=tuple(reasons), registration_id=reg)
-    return Transformed(record=record, event=to_event(record, event_id(record, key)))
+    source_id = event_id(record, key, key_version)
+    return Transformed(record=record, event=to_event(record, source_id))

@@ -1,6 +1,21 @@
-"""A valid `GroDeathRecord` as a `DeathNotification` v1 event."""
+"""A valid `GroDeathRecord` as a `DeathNotification` v1 event.
+
+Only what the GRO format reference defines becomes part of the event. Content the reference
+does not define (`GroDeathRecord.extra`: foreign-namespace elements, unknown GRO elements) is
+left out: the event's `extra` is always empty. The pipeline keeps no more than the event
+contract needs, and an element nobody defined has no meaning a consumer could rely on, only a
+risk (anything at all can be in it). How many elements were left out is counted, never named
+(`Transformed.undefined_elements`).
+
+Every value is collapsed (runs of whitespace to one space, empty to absent). This runs for every
+record of every file, so it is written for speed: the record is collapsed once, as a whole
+(`collapsed_record`: most records have nothing to collapse and come back as they are), and the
+event is read off it.
+"""
 
 from __future__ import annotations
+
+import msgspec
 
 from contracts.events import (
     DEATH_NOTIFICATION_VERSION,
@@ -9,43 +24,71 @@ from contracts.events import (
     UPDATE_REASON_CODES,
     Alias,
     DeathNotification,
-    ExtraField,
     RecordType,
 )
-from contracts.gro import AliasName, AliasNameType, GroDeathRecord, PersonName
-from transformer.rules import clean
+from contracts.gro import AliasName, GroDeathRecord, PersonName
+from transformer.rules import all_collapsed
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _collapsed(value: object) -> object:
+    if isinstance(value, str):
+        return " ".join(value.split())
+    if isinstance(value, list | tuple):
+        return [_collapsed(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _collapsed(v) for k, v in value.items()}
+    return value
+
+
+def collapsed_record(record: GroDeathRecord) -> GroDeathRecord:
+    """The record with every value's runs of whitespace collapsed to one space (an empty or
+    blank value stays present, as ""): the record itself when it has nothing to collapse."""
+    if all_collapsed(_encode(record)):
+        return record
+    return msgspec.convert(_collapsed(msgspec.to_builtins(record)), GroDeathRecord)
 
 
 def _present(values: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(v for v in (clean(x) for x in values) if v is not None)
+    """The collapsed values that are not empty, in order."""
+    return values if all(values) else tuple(v for v in values if v)
 
 
 def _alias(name: PersonName, alias_type: str | None) -> Alias:
     given = _present(name.given_names)
     return Alias(
-        title=clean(name.title),
+        title=name.title or None,
         forenames=" ".join(given) or None,
         given_names=given,
-        surname=clean(name.family_name),
-        suffix=clean(name.suffix),
+        surname=name.family_name or None,
+        suffix=name.suffix or None,
         alias_type=alias_type,
     )
 
 
 def pair_aliases(record: GroDeathRecord) -> tuple[tuple[Alias, ...], tuple[str, ...]]:
-    """Aliases with their types where the pairing is certain, and every type in order.
+    """Aliases with their types where the pairing is certain, and every type in order (of a
+    collapsed record).
 
     Interleaved (Alias, Type, Alias, Type) pairs each name with the type after it; grouped
     (Alias, Alias, Type, Type) pairs them by position. Any other layout (say four names and
     one type) leaves every alias unpaired: the types still travel, in order, beside them.
     """
-    elements = record.aliases
-    names = [e.name for e in elements if isinstance(e, AliasName)]
-    types = [clean(e.text) or "" for e in elements if isinstance(e, AliasNameType)]
-    kinds = "".join("N" if isinstance(e, AliasName) else "T" for e in elements)
+    names: list[PersonName] = []
+    types: list[str] = []
+    kinds = []
+    for element in record.aliases:
+        if isinstance(element, AliasName):
+            names.append(element.name)
+            kinds.append("N")
+        else:
+            types.append(element.text)
+            kinds.append("T")
+    layout = "".join(kinds)
     n = len(names)
     paired: list[str | None]
-    if (n and kinds == "NT" * n) or (n and kinds == "N" * n + "T" * n):
+    if n and (layout == "NT" * n or layout == "N" * n + "T" * n):
         paired = [t or None for t in types]
     else:
         paired = [None] * n
@@ -62,53 +105,63 @@ def _address_lines(flat: str | None, building: str | None, lines: tuple[str, ...
     return composed
 
 
+_NO_NAME = PersonName()
+
+
 def to_event(record: GroDeathRecord, source_id: str) -> DeathNotification:
     """Map a record that passed `record_problems` to its event."""
-    locked = clean(record.record_locked_datetime)
-    updated = clean(record.record_update_datetime)
-    reason = clean(record.record_update_reason)
-    name = record.deceased_name or PersonName()
+    r = collapsed_record(record)
+    locked = r.record_locked_datetime or None
+    updated = r.record_update_datetime or None
+    reason = r.record_update_reason or None
+    name = r.deceased_name or _NO_NAME
     given = _present(name.given_names)
-    aliases, alias_types = pair_aliases(record)
-    maiden = _present(record.maiden_names)
-    death = record.death_date
-    birth = record.birth_date
-    address = record.address
-    flat = clean(address.flat) if address else None
-    building = clean(address.building) if address else None
-    lines = _present(address.lines) if address else ()
-    four: list[str | None] = [*_address_lines(flat, building, lines), None, None, None, None]
+    aliases, alias_types = pair_aliases(r) if r.aliases else ((), ())
+    maiden = _present(r.maiden_names)
+    death = r.death_date
+    birth = r.birth_date
+    address = r.address
+    if address is not None:
+        flat = address.flat or None
+        building = address.building or None
+        lines = _present(address.lines)
+        four: list[str | None] = [*_address_lines(flat, building, lines), None, None, None, None]
+        postcode = address.postcode or None
+    else:
+        flat = building = postcode = None
+        lines = ()
+        four = [None, None, None, None]
     return DeathNotification(
         source_id=source_id,
         event_type=EVENT_TYPE,
         event_version=DEATH_NOTIFICATION_VERSION,
         event_time=updated or locked or "",
-        registration_id=clean(record.registration_id) or "",
+        registration_id=r.registration_id or "",
         record_type=RecordType.UPDATE if updated else RecordType.REGISTRATION,
         record_locked_date_time=locked,
         record_update_date_time=updated,
         update_reason=UPDATE_REASON_CODES[reason] if updated and reason else None,
-        sex=SEX_CODES[clean(record.gender) or ""],
-        title=clean(name.title),
+        sex=SEX_CODES[r.gender or ""],
+        title=name.title or None,
         forenames=" ".join(given) or None,
         given_names=given,
-        surname=clean(name.family_name),
-        name_suffix=clean(name.suffix),
+        surname=name.family_name or None,
+        name_suffix=name.suffix or None,
         aliases=aliases,
         alias_name_types=alias_types,
         maiden_surname=maiden[0] if maiden else None,
         maiden_names=maiden,
-        date_of_death=clean(death.date) if death else None,
-        verification_level=clean(death.verification_level) if death else None,
-        partial_month_of_death=clean(record.partial_month_of_death),
-        partial_year_of_death=clean(record.partial_year_of_death),
-        death_date_qualifier=clean(record.qualifier_text),
-        free_format_death_date=clean(record.free_format_death_date),
-        date_of_birth=clean(birth.date) if birth else None,
-        birth_verification_level=clean(birth.verification_level) if birth else None,
-        partial_month_of_birth=clean(record.partial_month_of_birth),
-        partial_year_of_birth=clean(record.partial_year_of_birth),
-        free_format_birth_date=clean(record.free_format_birth_date),
+        date_of_death=(death.date or None) if death else None,
+        verification_level=(death.verification_level or None) if death else None,
+        partial_month_of_death=r.partial_month_of_death or None,
+        partial_year_of_death=r.partial_year_of_death or None,
+        death_date_qualifier=r.qualifier_text or None,
+        free_format_death_date=r.free_format_death_date or None,
+        date_of_birth=(birth.date or None) if birth else None,
+        birth_verification_level=(birth.verification_level or None) if birth else None,
+        partial_month_of_birth=r.partial_month_of_birth or None,
+        partial_year_of_birth=r.partial_year_of_birth or None,
+        free_format_birth_date=r.free_format_birth_date or None,
         flat=flat,
         building=building,
         address_lines=lines,
@@ -116,8 +169,5 @@ def to_event(record: GroDeathRecord, source_id: str) -> DeathNotification:
         address_line2=four[1],
         address_line3=four[2],
         address_line4=four[3],
-        postcode=clean(address.postcode) if address else None,
-        extra=tuple(
-            ExtraField(path=e.path, namespace=e.namespace, text=clean(e.text)) for e in record.extra
-        ),
+        postcode=postcode,
     )

@@ -1,14 +1,21 @@
-"""Read one record fragment into the lossless `GroDeathRecord`.
+"""Read one record into the lossless `GroDeathRecord`.
 
-Elements are matched on namespace URI and local name, never on prefixes. What the format
-reference does not describe is carried in `extra`, not dropped; what breaks the record's shape
-(an element that may occur once occurring twice, text where children belong) is reported as a
-problem naming the element, never its content.
+`read_record` reads a `DeathRegistration` element, wherever it was parsed: from a fragment on
+a queue (`parse_fragment`, the Lambda path) or straight out of a whole file (`ingest
+transform`). Elements are matched on namespace URI and local name, never on prefixes (on the
+tag as lxml holds it, `{uri}local`, looked up in one table per structure). What the format
+reference does not define is kept in the record's `extra`, so that the event id covers the
+record as it was sent; the event leaves it out (`mapping`). What breaks the record's shape (an
+element that may occur once occurring twice, text where children belong) is reported as a
+problem naming the element by its name in the format reference, never its content: a problem
+only ever names an element the reference defines, so no name or namespace the file invented
+reaches a reason.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from lxml import etree
 
@@ -37,20 +44,61 @@ _PARSER = etree.XMLParser(
     collect_ids=False,
 )
 
-# GRO simple elements that occur at most once, by local name -> GroDeathRecord field.
-_SINGLE_TEXT = {
-    "RegistrationID": "registration_id",
-    "RecordLockedDateTime": "record_locked_datetime",
-    "RecordUpdateDateTime": "record_update_datetime",
-    "RecordUpdateReason": "record_update_reason",
-    "DeceasedGender": "gender",
-    "PartialMonthOfDeath": "partial_month_of_death",
-    "PartialYearOfDeath": "partial_year_of_death",
-    "QualifierText": "qualifier_text",
-    "FreeFormatDeathDate": "free_format_death_date",
-    "PartialMonthOfBirth": "partial_month_of_birth",
-    "PartialYearOfBirth": "partial_year_of_birth",
-    "FreeFormatBirthDate": "free_format_birth_date",
+_G, _PD, _ADDR, _PERSON = (f"{{{ns}}}" for ns in (NS_GRO, NS_PD, NS_ADDR, NS_PERSON))
+RECORD_TAG = f"{_G}DeathRegistration"
+
+# What each child of a DeathRegistration is, by its tag: (kind, local name, GroDeathRecord
+# field). The simple elements and the structures may occur once; the alias elements and the
+# maiden names repeat, in document order.
+_TEXT, _NAME, _DATE, _ADDRESS, _ALIAS, _ALIAS_TYPE, _MAIDEN = range(7)
+_RECORD: dict[str, tuple[int, str, str]] = {
+    _G + local: (kind, local, name)
+    for kind, local, name in (
+        (_TEXT, "RegistrationID", "registration_id"),
+        (_TEXT, "RecordLockedDateTime", "record_locked_datetime"),
+        (_TEXT, "RecordUpdateDateTime", "record_update_datetime"),
+        (_TEXT, "RecordUpdateReason", "record_update_reason"),
+        (_NAME, "DeceasedName", "deceased_name"),
+        (_ALIAS, "DeceasedAliasName", ""),
+        (_ALIAS_TYPE, "DeceasedAliasNameType", ""),
+        (_MAIDEN, "DeceasedMaidenName", ""),
+        (_TEXT, "DeceasedGender", "gender"),
+        (_DATE, "DeceasedDeathDate", "death_date"),
+        (_TEXT, "PartialMonthOfDeath", "partial_month_of_death"),
+        (_TEXT, "PartialYearOfDeath", "partial_year_of_death"),
+        (_TEXT, "QualifierText", "qualifier_text"),
+        (_TEXT, "FreeFormatDeathDate", "free_format_death_date"),
+        (_DATE, "DeceasedBirthDate", "birth_date"),
+        (_TEXT, "PartialMonthOfBirth", "partial_month_of_birth"),
+        (_TEXT, "PartialYearOfBirth", "partial_year_of_birth"),
+        (_TEXT, "FreeFormatBirthDate", "free_format_birth_date"),
+        (_ADDRESS, "DeceasedAddress", "address"),
+    )
+}
+
+# The children of each structure, by tag: (local name, field of the structure, may repeat).
+_Spec = dict[str, tuple[str, str, bool]]
+_NAME_PARTS: _Spec = {
+    _PERSON + "PersonNameTitle": ("PersonNameTitle", "title", False),
+    _PERSON + "PersonGivenName": ("PersonGivenName", "given_names", True),
+    _PERSON + "PersonFamilyName": ("PersonFamilyName", "family_name", False),
+    _PERSON + "PersonNameSuffix": ("PersonNameSuffix", "suffix", False),
+}
+_DATE_PARTS: dict[str, _Spec] = {
+    "DeceasedDeathDate": {
+        _PD + "PersonDeathDate": ("PersonDeathDate", "date", False),
+        _PD + "VerificationLevel": ("VerificationLevel", "verification_level", False),
+    },
+    "DeceasedBirthDate": {
+        _PD + "PersonBirthDate": ("PersonBirthDate", "date", False),
+        _PD + "VerificationLevel": ("VerificationLevel", "verification_level", False),
+    },
+}
+_ADDRESS_PARTS: _Spec = {
+    _ADDR + "Flat": ("Flat", "flat", False),
+    _ADDR + "Building": ("Building", "building", False),
+    _ADDR + "Line": ("Line", "lines", True),
+    _ADDR + "Postcode": ("Postcode", "postcode", False),
 }
 
 
@@ -66,112 +114,117 @@ class ParsedRecord:
     problems: list[str] = field(default_factory=list)
 
 
-def _qname(el: etree._Element) -> tuple[str, str]:
-    q = etree.QName(el)
-    return q.namespace or "", q.localname
+def _split_tag(tag: str) -> tuple[str, str]:
+    """`{uri}local` -> (uri, local); a tag in no namespace -> ("", tag)."""
+    if tag[:1] == "{":
+        namespace, _, local = tag[1:].partition("}")
+        return namespace, local
+    return "", tag
 
 
-def _path(parent: str, el: etree._Element) -> str:
-    return f"{parent}/{etree.QName(el).localname}"
+class _Read:
+    """What reading one record met besides its fields: shape problems, and the elements the
+    reference does not define."""
 
+    __slots__ = ("extra", "problems")
 
-class _Reader:
     def __init__(self) -> None:
         self.problems: list[str] = []
         self.extra: list[ExtraElement] = []
 
-    def text(self, el: etree._Element, path: str) -> str:
-        children = [c for c in el if isinstance(c.tag, str)]
-        if children:
+    def text_only(self, el: etree._Element, path: str) -> None:
+        """Called for an element that has children where text belongs (rare): a problem if any
+        is an element (the parsers drop comments and PIs; an entity reference would need a
+        DTD, which both paths refuse)."""
+        if any(isinstance(c.tag, str) for c in el):
             self.problems.append(f"{path} holds child elements where text belongs")
-        return el.text or ""
 
     def carry(self, el: etree._Element, path: str) -> None:
-        ns, local = _qname(el)
+        """Keep an element the reference does not define, and everything inside it."""
+        namespace, local = _split_tag(el.tag)
         text = el.text if len(el) == 0 else None
-        self.extra.append(ExtraElement(namespace=ns, name=local, path=path, text=text))
+        self.extra.append(ExtraElement(namespace=namespace, name=local, path=path, text=text))
         for child in el:
-            if isinstance(child.tag, str):
-                self.carry(child, _path(path, child))
+            tag = child.tag
+            if isinstance(tag, str):
+                self.carry(child, f"{path}/{_split_tag(tag)[1]}")
 
-    def once(self, seen: set[str], local: str, path: str) -> bool:
-        if local in seen:
-            self.problems.append(f"{path} occurs more than once")
-            return False
-        seen.add(local)
-        return True
-
-    def fields(
-        self, el: etree._Element, path: str, ns: str, once: tuple[str, ...], many: tuple[str, ...]
-    ) -> tuple[dict[str, str], dict[str, list[str]]]:
-        """The text of `el`'s children in namespace `ns`: the ones that may occur once, and the
-        repeated ones in document order; anything else is carried in `extra`."""
-        single: dict[str, str] = {}
-        repeated: dict[str, list[str]] = {name: [] for name in many}
-        seen: set[str] = set()
+    def parts(self, el: etree._Element, path: str, spec: _Spec) -> dict[str, Any]:
+        """The fields of a structure from `el`'s children that `spec` names (the text of one
+        that may occur once; the texts of a repeated one, in document order); anything else is
+        carried in `extra`."""
+        found: dict[str, Any] = {}
+        repeated: dict[str, list[str]] = {}
         for child in el:
-            if not isinstance(child.tag, str):
+            tag = child.tag
+            known = spec.get(tag)
+            if known is None:
+                if isinstance(tag, str):
+                    self.carry(child, f"{path}/{_split_tag(tag)[1]}")
                 continue
-            child_ns, local = _qname(child)
-            cpath = _path(path, child)
-            if child_ns == ns and local in repeated:
-                repeated[local].append(self.text(child, cpath))
-            elif child_ns == ns and local in once:
-                if self.once(seen, local, cpath):
-                    single[local] = self.text(child, cpath)
+            local, name, many = known
+            if many:
+                if len(child):
+                    self.text_only(child, f"{path}/{local}")
+                if name in repeated:
+                    repeated[name].append(child.text or "")
+                else:
+                    repeated[name] = [child.text or ""]
+            elif name in found:
+                self.problems.append(f"{path}/{local} occurs more than once")
             else:
-                self.carry(child, cpath)
-        return single, repeated
-
-    def name(self, el: etree._Element, path: str) -> PersonName:
-        single, repeated = self.fields(
-            el,
-            path,
-            NS_PERSON,
-            once=("PersonNameTitle", "PersonFamilyName", "PersonNameSuffix"),
-            many=("PersonGivenName",),
-        )
-        return PersonName(
-            title=single.get("PersonNameTitle"),
-            given_names=tuple(repeated["PersonGivenName"]),
-            family_name=single.get("PersonFamilyName"),
-            suffix=single.get("PersonNameSuffix"),
-        )
-
-    def recorded_date(self, el: etree._Element, path: str, date_name: str) -> RecordedDate:
-        single, _ = self.fields(el, path, NS_PD, once=(date_name, "VerificationLevel"), many=())
-        return RecordedDate(
-            date=single.get(date_name), verification_level=single.get("VerificationLevel")
-        )
-
-    def address(self, el: etree._Element, path: str) -> Address:
-        single, repeated = self.fields(
-            el, path, NS_ADDR, once=("Flat", "Building", "Postcode"), many=("Line",)
-        )
-        return Address(
-            flat=single.get("Flat"),
-            building=single.get("Building"),
-            lines=tuple(repeated["Line"]),
-            postcode=single.get("Postcode"),
-        )
+                if len(child):
+                    self.text_only(child, f"{path}/{local}")
+                found[name] = child.text or ""
+        for name, texts in repeated.items():
+            found[name] = tuple(texts)
+        return found
 
 
-_STRUCTURED = {
-    "DeceasedName": "deceased_name",
-    "DeceasedDeathDate": "death_date",
-    "DeceasedBirthDate": "birth_date",
-    "DeceasedAddress": "address",
-}
-
-
-def _read_structured(reader: _Reader, local: str, el: etree._Element, path: str) -> object:
-    if local == "DeceasedName":
-        return reader.name(el, path)
-    if local == "DeceasedDeathDate":
-        return reader.recorded_date(el, path, "PersonDeathDate")
-    if local == "DeceasedBirthDate":
-        return reader.recorded_date(el, path, "PersonBirthDate")
-    return reader.address(el, path)
+def read_record(root: etree._Element) -> ParsedRecord:
+    """Read a `DeathRegistration` element (in the GRO namespace) into a record and its shape
+    problems. The one reader of both paths: a fragment's root, or an element of a file."""
+    read = _Read()
+    fields: dict[str, Any] = {}
+    aliases: list[AliasElement] = []
+    maiden: list[str] = []
+    for child in root:
+        tag = child.tag
+        known = _RECORD.get(tag)
+        if known is None:
+            if isinstance(tag, str):
+                read.carry(child, _split_tag(tag)[1])
+            continue
+        kind, local, name = known
+        if kind == _TEXT:
+            if name in fields:
+                read.problems.append(f"{local} occurs more than once")
+                continue
+            if len(child):
+                read.text_only(child, local)
+            fields[name] = child.text or ""
+        elif kind in (_MAIDEN, _ALIAS_TYPE):
+            if len(child):
+                read.text_only(child, local)
+            text = child.text or ""
+            if kind == _MAIDEN:
+                maiden.append(text)
+            else:
+                aliases.append(AliasNameType(text=text))
+        elif kind == _ALIAS:
+            aliases.append(AliasName(name=PersonName(**read.parts(child, local, _NAME_PARTS))))
+        elif name in fields:
+            read.problems.append(f"{local} occurs more than once")
+        elif kind == _NAME:
+            fields[name] = PersonName(**read.parts(child, local, _NAME_PARTS))
+        elif kind == _DATE:
+            fields[name] = RecordedDate(**read.parts(child, local, _DATE_PARTS[local]))
+        else:
+            fields[name] = Address(**read.parts(child, local, _ADDRESS_PARTS))
+    record = GroDeathRecord(
+        **fields, aliases=tuple(aliases), maiden_names=tuple(maiden), extra=tuple(read.extra)
+    )
+    return ParsedRecord(record=record, problems=read.problems)
 
 
 def parse_fragment(fragment: bytes | str) -> ParsedRecord:
@@ -184,38 +237,6 @@ def parse_fragment(fragment: bytes | str) -> ParsedRecord:
         raise FragmentError(f"record is not well-formed XML (line {line})") from None
     if root.getroottree().docinfo.doctype:
         raise FragmentError("record has a DOCTYPE declaration")
-    if _qname(root) != (NS_GRO, "DeathRegistration"):
+    if root.tag != RECORD_TAG:
         raise FragmentError("fragment is not a DeathRegistration in the GRO namespace")
-    reader = _Reader()
-    fields: dict[str, object] = {}
-    aliases: list[AliasElement] = []
-    maiden: list[str] = []
-    seen: set[str] = set()
-    for child in root:
-        if not isinstance(child.tag, str):
-            continue
-        ns, local = _qname(child)
-        path = local
-        if ns != NS_GRO:
-            reader.carry(child, path)
-        elif local in _SINGLE_TEXT:
-            if reader.once(seen, local, path):
-                fields[_SINGLE_TEXT[local]] = reader.text(child, path)
-        elif local in _STRUCTURED:
-            if reader.once(seen, local, path):
-                fields[_STRUCTURED[local]] = _read_structured(reader, local, child, path)
-        elif local == "DeceasedAliasName":
-            aliases.append(AliasName(name=reader.name(child, path)))
-        elif local == "DeceasedAliasNameType":
-            aliases.append(AliasNameType(text=reader.text(child, path)))
-        elif local == "DeceasedMaidenName":
-            maiden.append(reader.text(child, path))
-        else:
-            reader.carry(child, path)
-    record = GroDeathRecord(
-        **fields,  # type: ignore[arg-type]
-        aliases=tuple(aliases),
-        maiden_names=tuple(maiden),
-        extra=tuple(reader.extra),
-    )
-    return ParsedRecord(record=record, problems=reader.problems)
+    return read_record(root)
