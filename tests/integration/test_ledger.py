@@ -6,7 +6,11 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
+
+import servicekit.ledger as ledger_module
 from contracts.messages import FileRef, file_id
+from contracts.steps import Run, Settled
 from localcloud import deploy
 from localcloud.moto_server import MotoServer
 from servicekit.ledger import BLOCK, Ledger, RecordEnd, RecordStatus
@@ -60,16 +64,22 @@ def test_a_dead_lettered_record_redriven_and_published_moves_its_count(cloud: Mo
 
 
 class Counting:
-    """A DynamoDB client that counts the ledger's write calls."""
+    """A DynamoDB client that counts the ledger's write calls, and the block keys it reads."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
         self.exceptions = client.exceptions
         self.updates = 0
+        self.blocks_read: list[int] = []
 
     def update_item(self, **kwargs: Any) -> Any:
         self.updates += 1
         return self._client.update_item(**kwargs)
+
+    def batch_get_item(self, **kwargs: Any) -> Any:
+        for request in kwargs["RequestItems"].values():
+            self.blocks_read += [int(k["pk"]["S"].rsplit("#", 1)[1]) for k in request["Keys"]]
+        return self._client.batch_get_item(**kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
@@ -140,3 +150,141 @@ def test_file_ids_are_stable_execution_names_and_differ_per_version() -> None:
     assert fid == file_id(FileRef(bucket="landing", key=REF.key, version_id="v1"))
     assert fid != file_id(FileRef(bucket="landing", key=REF.key, version_id="v2"))
     assert len(fid) <= 80 and all(c.isalnum() or c in "-_" for c in fid)
+
+
+# -- polling a file's progress: blocks known complete are not read again ---------------------
+
+SMALL = 16
+
+
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of 16 records instead of 256, so that a file of many blocks is quick to write."""
+    monkeypatch.setattr(ledger_module, "BLOCK", SMALL)
+
+
+def ended(status: RecordStatus, *ordinals: int) -> list[RecordEnd]:
+    return [RecordEnd(REF, o, status, f"gro1-{o:064x}") for o in ordinals]
+
+
+@pytest.mark.usefixtures("small_blocks")
+def test_a_poll_reads_only_the_blocks_not_yet_known_complete_and_counts_stay_exact(
+    cloud: MotoServer,
+) -> None:
+    deploy.deploy(cloud.client, "foundation")
+    db = Counting(cloud.client("dynamodb"))
+    ledger = Ledger(db, TABLE)
+    fid = file_id(REF)
+    records = 5 * SMALL + 10  # six blocks, the last one of 10
+    ledger.file_checked(REF, records)
+    ledger.file_split(REF, records)
+    # blocks 0, 1 and 3 complete (block 1 with a dead-lettered record), 2 missing one, 4 and
+    # 5 empty; every ending delivered twice
+    done = [*range(1, 2 * SMALL + 1), *range(3 * SMALL + 1, 4 * SMALL + 1)]
+    ledger.records_ended(ended(RecordStatus.PUBLISHED, *(o for o in done if o != 20)))
+    ledger.records_ended(ended(RecordStatus.DEAD_LETTERED, 20))
+    ledger.records_ended(ended(RecordStatus.PUBLISHED, *range(2 * SMALL + 1, 3 * SMALL)))
+    again = [*(o for o in done if o != 20), *range(2 * SMALL + 1, 3 * SMALL)]
+    ledger.records_ended(ended(RecordStatus.PUBLISHED, *again))
+
+    # when polled from nothing known
+    first = ledger.progress(fid, settled=Settled())
+
+    # then every block was read; the complete ones are settled
+    assert sorted(db.blocks_read) == [0, 1, 2, 3, 4, 5]
+    assert first.settled.runs == (
+        Run(first=1, last=2 * SMALL),
+        Run(first=3 * SMALL + 1, last=4 * SMALL),
+    )
+    assert (first.terminal, first.published, first.dead_lettered) == (
+        4 * SMALL - 1,
+        4 * SMALL - 2,
+        1,
+    )
+    assert not first.complete
+
+    # when the rest end, record 20 is redriven and published, a duplicate comes again, and
+    # the next poll carries what the first one settled
+    ledger.record_ended(REF, 20, RecordStatus.PUBLISHED)
+    rest = [3 * SMALL, *range(4 * SMALL + 1, records + 1)]
+    ledger.records_ended(ended(RecordStatus.REJECTED, *rest))
+    ledger.records_ended(ended(RecordStatus.PUBLISHED, 5))
+    db.blocks_read.clear()
+    second = ledger.progress(fid, settled=first.settled)
+
+    # then only the blocks not known complete were read, and the file is complete: the sum is
+    # exact, the redriven record is still counted where the first poll saw it
+    assert sorted(db.blocks_read) == [2, 4, 5]
+    assert second.complete
+    assert second.terminal == records
+    assert second.settled.runs == (Run(first=1, last=records),)
+    assert (second.published, second.rejected, second.dead_lettered) == (
+        4 * SMALL - 2,
+        SMALL + 10 + 1,
+        1,
+    )
+    # and a poll without `settled` reads every block: the redrive shows
+    db.blocks_read.clear()
+    exact = ledger.progress(fid)
+    assert sorted(db.blocks_read) == [0, 1, 2, 3, 4, 5]
+    assert (exact.published, exact.rejected, exact.dead_lettered) == (4 * SMALL - 1, SMALL + 11, 0)
+
+    # and a poll carrying all of it reads nothing but the file item
+    db.blocks_read.clear()
+    assert ledger.progress(fid, settled=second.settled).complete
+    assert db.blocks_read == []
+
+
+@pytest.mark.usefixtures("small_blocks")
+def test_a_settled_state_that_does_not_fit_the_files_blocks_is_not_trusted(
+    cloud: MotoServer,
+) -> None:
+    deploy.deploy(cloud.client, "foundation")
+    db = Counting(cloud.client("dynamodb"))
+    ledger = Ledger(db, TABLE)
+    ledger.file_checked(REF, 2 * SMALL)
+    ledger.file_split(REF, 2 * SMALL)
+    ledger.records_ended(ended(RecordStatus.PUBLISHED, *range(1, SMALL + 1)))
+
+    # when told of a run that is not whole blocks, or whose counts do not add up
+    for wrong in (
+        Settled(runs=(Run(first=1, last=100),), published=100),
+        Settled(runs=(Run(first=1, last=2 * SMALL),), published=10),
+    ):
+        db.blocks_read.clear()
+        progress = ledger.progress(file_id(REF), settled=wrong)
+
+        # then it reads every block, as without it
+        assert sorted(db.blocks_read) == [0, 1]
+        assert (progress.terminal, progress.published) == (SMALL, SMALL)
+        assert progress.settled.runs == (Run(first=1, last=SMALL),)
+
+
+@pytest.mark.usefixtures("small_blocks")
+def test_the_settled_runs_a_poll_remembers_are_bounded(
+    cloud: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deploy.deploy(cloud.client, "foundation")
+    monkeypatch.setattr(ledger_module, "MAX_SETTLED_RUNS", 3)
+    db = Counting(cloud.client("dynamodb"))
+    ledger = Ledger(db, TABLE)
+    blocks = 10
+    ledger.file_checked(REF, blocks * SMALL)
+    ledger.file_split(REF, blocks * SMALL)
+    # every other block complete (0, 2, 4, 6, 8): each would be a run of its own
+    for b in range(0, blocks, 2):
+        ledger.records_ended(
+            ended(RecordStatus.PUBLISHED, *range(b * SMALL + 1, (b + 1) * SMALL + 1))
+        )
+
+    progress = ledger.progress(file_id(REF), settled=Settled())
+
+    # then it remembers three runs, and counts only what they hold as settled
+    assert len(progress.settled.runs) == 3
+    assert (progress.settled.terminal, progress.settled.published) == (3 * SMALL, 3 * SMALL)
+    assert progress.terminal == 5 * SMALL
+    # and the next poll reads the blocks left out again, counting nothing twice
+    db.blocks_read.clear()
+    again = ledger.progress(file_id(REF), settled=progress.settled)
+    assert len(db.blocks_read) == blocks - 3
+    assert again.terminal == 5 * SMALL

@@ -11,12 +11,15 @@ the splitter (the Split step) and the reaper (the CheckRecords step):
                                                         its own output until `finished`)
 
 A step reads the fields it knows and ignores the rest, so each output must decode as the next
-step's input: a test proves it on the golden samples.
+step's input: a test proves it on the golden samples. Fields added after release are `UNSET`
+until a step sets them, and are then left out of the JSON, so released samples read and write
+as they were.
 """
 
 from __future__ import annotations
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from contracts.messages import FileRef
 
@@ -48,6 +51,31 @@ class SplitStepOutput(msgspec.Struct, frozen=True, kw_only=True):
     wait_seconds: int
 
 
+class Run(msgspec.Struct, frozen=True, kw_only=True):
+    """Consecutive ordinals, `first` to `last` inclusive."""
+
+    first: int
+    last: int
+
+
+class Settled(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What earlier checks found settled, so that a check reads only the rest of the ledger:
+    runs of records every one of which is terminal (a terminal record stays terminal: a
+    redrive moves it from dead-lettered to published, never back to open), and their counts
+    by status as they were when last read (so a redrive since may have moved a few between
+    `dead_lettered` and `published`; their sum is exact)."""
+
+    runs: tuple[Run, ...] = ()
+    published: int = 0
+    rejected: int = 0
+    dead_lettered: int = 0
+
+    @property
+    def terminal(self) -> int:
+        """How many records the runs hold: every one terminal."""
+        return sum(run.last - run.first + 1 for run in self.runs)
+
+
 class FinishStepInput(msgspec.Struct, frozen=True, kw_only=True):
     """The CheckRecords step's input: the file, and the progress seen at the last check."""
 
@@ -55,6 +83,11 @@ class FinishStepInput(msgspec.Struct, frozen=True, kw_only=True):
     wait_seconds: int = DEFAULT_WAIT_SECONDS
     terminal_seen: int = -1
     progress_at: float = 0.0
+    # the wait the checks start from (the first check's `wait_seconds`, which the splitter set)
+    base_wait_seconds: int | UnsetType = UNSET
+    # when the first check ran: the waits grow with the time spent checking
+    checks_since: float | UnsetType = UNSET
+    settled: Settled | UnsetType = UNSET
 
 
 class FileCounts(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,6 +109,9 @@ class FinishStepOutput(msgspec.Struct, frozen=True, kw_only=True):
     progress_at: float
     finished: bool
     counts: FileCounts
+    base_wait_seconds: int | UnsetType = UNSET
+    checks_since: float | UnsetType = UNSET
+    settled: Settled | UnsetType = UNSET
 
 
 class StepError(msgspec.Struct, frozen=True, kw_only=True):

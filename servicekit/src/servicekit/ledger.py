@@ -36,12 +36,15 @@ from typing import Any, NamedTuple, Protocol
 import msgspec
 
 from contracts.messages import FileRef, file_id
-from contracts.steps import FileCounts
+from contracts.steps import FileCounts, Run, Settled
 
 # Records are counted in blocks of this many consecutive ordinals, one item (and one partition
 # key) per block: small items, cheap writes, and no single key takes a whole file's writes.
 BLOCK = 256
 LEDGER_RETENTION_SECONDS = 30 * 24 * 3600
+# `progress` remembers at most this many runs of settled blocks (a run is ~30 bytes of the
+# state machine's state, which holds 256 KiB): a block that would start one more is read again.
+MAX_SETTLED_RUNS = 200
 # At most this many ordinals are folded into one conditional write (`records_ended`,
 # `records_left`): its condition names each of them three times, and DynamoDB takes
 # expressions of up to 4 KB.
@@ -88,6 +91,8 @@ class FileProgress(msgspec.Struct, frozen=True, kw_only=True):
     terminal: int = 0
     reason: str | None = None
     handled_by: tuple[str, ...] = ()
+    # the blocks known complete (each of their records terminal), for the next call to skip
+    settled: Settled = Settled()
 
     @property
     def complete(self) -> bool:
@@ -627,20 +632,45 @@ class Ledger:
                 )
         return sorted(endings, key=lambda e: e.ordinal)
 
-    def progress(self, fid: str) -> FileProgress:
-        """A file's standing: its file item, and the counts summed over its blocks."""
+    def progress(self, fid: str, *, settled: Settled | None = None) -> FileProgress:
+        """A file's standing: its file item, and the counts summed over its blocks.
+
+        `settled` (the `settled` of an earlier answer) spares the blocks it covers: they are not
+        read again, their counts are taken from it. A complete block (every one of its records
+        terminal) stays complete: a record is counted once, and a redrive only moves it from
+        one terminal status to another within its block. So a file polled until it is complete
+        has each block read about once after it completes, not once per poll. The answer's
+        `settled` adds every block found complete now (up to `MAX_SETTLED_RUNS` runs of them).
+        With `settled`, the counts by status of the blocks it covers are as they were when
+        last read (their sum, `terminal`, is exact) and `handled_by` names the releases of
+        the blocks read; without it, every block is read."""
         file_item = self._client.get_item(
             TableName=self._table, Key={"pk": {"S": _file_pk(fid)}}, ConsistentRead=True
         ).get("Item", {})
         emitted = file_item.get("emitted", {}).get("N")
         known = int(emitted or file_item.get("record_count", {}).get("N", "0"))
-        totals = {"published": 0, "rejected": 0, "dead_lettered": 0}
+        size = _sizer(int(emitted) if emitted is not None else None)
+        count = _block_count(known)
+        skipped = _covered(settled, count, size) if settled is not None else None
+        base = settled if skipped is not None and settled is not None else Settled()
+        skipped = skipped or set()
+        totals = {
+            "published": base.published,
+            "rejected": base.rejected,
+            "dead_lettered": base.dead_lettered,
+        }
         releases: set[str] = set()
-        for item in self._blocks(fid, known, ("np", "nr", "nd", "v")):
-            totals["published"] += _n(item, "np")
-            totals["rejected"] += _n(item, "nr")
-            totals["dead_lettered"] += _n(item, "nd")
+        complete: dict[int, tuple[int, int, int]] = {}
+        to_read = (b for b in range(count) if b not in skipped)
+        for item in self._read_blocks(fid, to_read, ("pk", "np", "nr", "nd", "v")):
+            ended = (_n(item, "np"), _n(item, "nr"), _n(item, "nd"))
+            totals["published"] += ended[0]
+            totals["rejected"] += ended[1]
+            totals["dead_lettered"] += ended[2]
             releases.update(item.get("v", {}).get("SS", []))
+            block = int(item["pk"]["S"].rsplit("#", 1)[1])
+            if sum(ended) >= size(block):
+                complete[block] = ended
         return FileProgress(
             file_id=fid,
             status=file_item.get("status", {}).get("S"),
@@ -649,13 +679,21 @@ class Ledger:
             reason=file_item.get("reason", {}).get("S"),
             terminal=sum(totals.values()),
             handled_by=tuple(sorted(releases)),
+            settled=_settle(base, skipped, complete, size),
             **totals,
         )
 
     def _blocks(self, fid: str, records: int, attributes: tuple[str, ...]) -> Iterator[Any]:
         """The block items of a file of `records` records (those that exist), read strongly
         consistent, with the given attributes only."""
-        keys = [{"pk": {"S": f"file#{fid}#blk#{b}"}} for b in range(_block_count(records))]
+        return self._read_blocks(fid, range(_block_count(records)), attributes)
+
+    def _read_blocks(
+        self, fid: str, blocks: Iterable[int], attributes: tuple[str, ...]
+    ) -> Iterator[Any]:
+        """The items of the given blocks of a file (those that exist), read strongly
+        consistent, with the given attributes only."""
+        keys = [{"pk": {"S": f"file#{fid}#blk#{b}"}} for b in blocks]
         names = {f"#a{i}": name for i, name in enumerate(attributes)}
         for start in range(0, len(keys), 100):  # BatchGetItem takes 100 keys
             request: dict[str, Any] = {
@@ -1051,3 +1089,70 @@ class Ledger:
 
 def _block_count(records: int) -> int:
     return (records + BLOCK - 1) // BLOCK
+
+
+def _sizer(emitted: int | None) -> Callable[[int], int]:
+    """How many records a block holds once the file is split: BLOCK, but the last one fewer.
+    Before `emitted` is known only a full block can be known complete."""
+
+    def size(block: int) -> int:
+        if emitted is None:
+            return BLOCK
+        return max(0, min(BLOCK, emitted - block * BLOCK))
+
+    return size
+
+
+def _span(block: int, size: Callable[[int], int]) -> tuple[int, int]:
+    """A block's first and last ordinals."""
+    return block * BLOCK + 1, block * BLOCK + size(block)
+
+
+def _covered(settled: Settled, count: int, size: Callable[[int], int]) -> set[int] | None:
+    """The blocks (of a file of `count` blocks) that `settled` covers whole; None if its runs
+    are not exactly whole blocks of this file, or its counts are not theirs (then it is not to
+    be trusted: read them all)."""
+    blocks: set[int] = set()
+    for run in settled.runs:
+        block = (run.first - 1) // BLOCK
+        while block < count and _span(block, size)[0] <= run.last:
+            first, last = _span(block, size)
+            if first < run.first or last > run.last or size(block) == 0:
+                return None
+            blocks.add(block)
+            block += 1
+    counted = settled.published + settled.rejected + settled.dead_lettered
+    if not sum(size(b) for b in blocks) == settled.terminal == counted:
+        return None
+    return blocks
+
+
+def _settle(
+    base: Settled,
+    blocks: set[int],
+    complete: Mapping[int, tuple[int, int, int]],
+    size: Callable[[int], int],
+) -> Settled:
+    """`base` (covering `blocks`) with the blocks found complete added, and their counts; a
+    block that would start a run beyond `MAX_SETTLED_RUNS` is left out (read again)."""
+    blocks = set(blocks)
+    runs = sum(1 for b in blocks if b - 1 not in blocks)
+    published, rejected, dead_lettered = base.published, base.rejected, base.dead_lettered
+    for block in sorted(complete):
+        joins = (block - 1 in blocks) + (block + 1 in blocks)
+        if joins == 0 and runs >= MAX_SETTLED_RUNS:
+            continue
+        runs += 1 - joins
+        blocks.add(block)
+        p, r, d = complete[block]
+        published, rejected, dead_lettered = published + p, rejected + r, dead_lettered + d
+    spans: list[Run] = []
+    for block in sorted(blocks):
+        first, last = _span(block, size)
+        if spans and spans[-1].last + 1 == first:
+            spans[-1] = Run(first=spans[-1].first, last=last)
+        else:
+            spans.append(Run(first=first, last=last))
+    return Settled(
+        runs=tuple(spans), published=published, rejected=rejected, dead_lettered=dead_lettered
+    )

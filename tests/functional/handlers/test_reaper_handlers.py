@@ -17,14 +17,23 @@ import reaper.app
 from contracts.events import DeathNotification
 from contracts.messages import FileRef, file_id
 from contracts.receipts import DeletionReceipt
-from contracts.steps import FileCounts, FinishStepInput, FinishStepOutput
+from contracts.steps import FileCounts, FinishStepInput, FinishStepOutput, Run, Settled
 from contracts.stored import StoredEvent
 from reaper import handler
 from reaper.app import ConsumedApp, FinishApp, S3Sources, SweepApp
-from reaper.reap import RecordsUnaccountedError
+from reaper.reap import MAX_WAIT_SECONDS, RecordsUnaccountedError
 from reaper.settings import ConsumedSettings, FinishSettings, SweepSettings
 from servicekit.deadletter import DeadLetterQueue
-from servicekit.ledger import FileProgress, Ledger, Left, LeftBy, LeftMany, ReceiptFacts, Watch
+from servicekit.ledger import (
+    BLOCK,
+    FileProgress,
+    Ledger,
+    Left,
+    LeftBy,
+    LeftMany,
+    ReceiptFacts,
+    Watch,
+)
 from servicekit.settings import SettingsError
 from servicekit.store import Store, StoredRef
 
@@ -102,6 +111,7 @@ class BookLedger:
     watch_calls: int = 0
     left_calls: list[list[int]] = field(default_factory=list)
     left_fails: bool = False
+    progress_reads: list[Settled | None] = field(default_factory=list)
 
     def book(self, ref: FileRef, *, published: int, rejected: int = 0, dead: int = 0) -> FileBook:
         ordinals = iter(range(1, published + rejected + dead + 1))
@@ -115,18 +125,46 @@ class BookLedger:
         self.books[file_id(ref)] = entry
         return entry
 
-    def progress(self, fid: str) -> FileProgress:
+    def progress(self, fid: str, *, settled: Settled | None = None) -> FileProgress:
+        """As the ledger's: the records `settled` covers are counted as it says, not looked at;
+        the answer settles every whole block of BLOCK records that is all terminal."""
+        self.progress_reads.append(settled)
         b = self.books[fid]
-        counts = (len(b.published), len(b.rejected), len(b.dead_lettered))
+        base = settled or Settled()
+        covered = {o for run in base.runs for o in range(run.first, run.last + 1)}
+        ends = (b.published, b.rejected, b.dead_lettered)
+        counts = [len(ordinals - covered) for ordinals in ends]
+        known = [base.published, base.rejected, base.dead_lettered]
+        terminal = set().union(*ends)
+        blocks = set()
+        for block in range(((b.emitted or 0) + BLOCK - 1) // BLOCK):
+            span = set(range(block * BLOCK + 1, min((block + 1) * BLOCK, b.emitted or 0) + 1))
+            if span <= terminal:
+                blocks.add(block)
+                if not span <= covered:
+                    known = [
+                        k + len(ordinals & span) for k, ordinals in zip(known, ends, strict=True)
+                    ]
+        runs: list[Run] = []
+        for block in sorted(blocks):
+            first, last = block * BLOCK + 1, min((block + 1) * BLOCK, b.emitted or 0)
+            if runs and runs[-1].last + 1 == first:
+                runs[-1] = Run(first=runs[-1].first, last=last)
+            else:
+                runs.append(Run(first=first, last=last))
+        totals = [k + c for k, c in zip(base_counts(base), counts, strict=True)]
         return FileProgress(
             file_id=fid,
             status="split",
             emitted=b.emitted,
             record_count=b.emitted or 0,
-            published=counts[0],
-            rejected=counts[1],
-            dead_lettered=counts[2],
-            terminal=sum(counts),
+            published=totals[0],
+            rejected=totals[1],
+            dead_lettered=totals[2],
+            terminal=sum(totals),
+            settled=Settled(
+                runs=tuple(runs), published=known[0], rejected=known[1], dead_lettered=known[2]
+            ),
         )
 
     def file_finished(self, ref: FileRef) -> None:
@@ -244,6 +282,10 @@ class WrittenReceipts(FakeSources):
         return msgspec.json.decode(raw, type=DeletionReceipt)
 
 
+def base_counts(settled: Settled) -> list[int]:
+    return [settled.published, settled.rejected, settled.dead_lettered]
+
+
 def event_id(n: int) -> str:
     return f"gro1-{n:064x}"
 
@@ -267,6 +309,7 @@ class Reaper:
     bucket: WrittenReceipts = field(default_factory=WrittenReceipts)
     dead_letters: FakeDeadLetters = field(default_factory=FakeDeadLetters)
     remaining_millis: int = 50_000
+    now: float = NOW  # the finish's clock
 
 
 STALL_SECONDS = 3600
@@ -297,7 +340,7 @@ def reaper_(monkeypatch: pytest.MonkeyPatch) -> Reaper:
         ledger=ports.ledger,
         sources=ports.bucket,
         store=ports.store,
-        clock=lambda: NOW,
+        clock=lambda: ports.now,
     )
     sweep_app = SweepApp(
         settings=SweepSettings(store_table="gro-temporary-store", ledger_table="gro-ingest-ledger"),
@@ -722,6 +765,65 @@ def test_a_file_waiting_less_than_stall_seconds_is_not_stalled(reaper_: Reaper) 
     out = handler.finish_file(state, finish_context())
 
     assert msgspec.convert(out, FinishStepOutput).progress_at == NOW - 60
+
+
+def test_a_waiting_files_checks_come_further_apart_the_longer_it_waits_up_to_the_cap(
+    reaper_: Reaper,
+) -> None:
+    # given a file whose last 2 records never end (until the stall)
+    reaper_.ledger.book(FILE, published=2398)
+    reaper_.ledger.books[FID].emitted = 2400
+    state = sample("SplitStepOutput")  # the first check's input: the splitter's base wait
+
+    # when the state machine checks, waits as told, and checks again, for four hours
+    waits: list[int] = []
+    while reaper_.now - NOW < 4 * 3600:
+        state = handler.finish_file(state, finish_context())
+        waits.append(state["wait_seconds"])
+        reaper_.now += state["wait_seconds"]
+        state["progress_at"] = reaper_.now  # keep it from stalling: a record ends now and then
+
+    # then the waits start at the base, grow with the time spent (1/20 of it), reach the cap,
+    # and four hours take under 120 checks, not 1,440
+    assert waits[0] == 10
+    assert waits == sorted(waits)
+    assert waits[-1] == MAX_WAIT_SECONDS
+    assert len(waits) < 120
+    assert (state["base_wait_seconds"], state["checks_since"]) == (10, NOW)
+
+
+def test_a_check_reads_only_what_is_not_settled_and_the_finish_counts_exactly(
+    reaper_: Reaper,
+) -> None:
+    # given 2 blocks and a bit, the first block complete with a dead-lettered record
+    emitted = 2 * BLOCK + 10
+    book = reaper_.ledger.book(FILE, published=BLOCK - 1, dead=1)
+    book.emitted = emitted
+    book.dead_lettered, book.published = {1}, set(range(2, BLOCK + 1))
+
+    # when checked
+    first = handler.finish_file(sample("FinishStepInput"), finish_context())
+
+    # then the first block is settled and carried on
+    assert msgspec.convert(first["settled"], Settled) == Settled(
+        runs=(Run(first=1, last=BLOCK),), published=BLOCK - 1, dead_lettered=1
+    )
+    assert reaper_.ledger.progress_reads == [None]
+
+    # when record 1 is redriven and published, the rest end, and the file is checked again
+    book.dead_lettered, book.published = set(), set(range(1, emitted + 1))
+    reaper_.now += first["wait_seconds"]
+    second = handler.finish_file(first, finish_context())
+
+    # then the check carried what was settled, found the file complete, and read it all once
+    # more for exact counts: the redriven record is counted published
+    step = msgspec.convert(second, FinishStepOutput)
+    assert reaper_.ledger.progress_reads == [None, msgspec.convert(first["settled"], Settled), None]
+    assert step.finished is True
+    assert step.counts == FileCounts(
+        emitted=emitted, terminal=emitted, published=emitted, rejected=0, dead_lettered=0
+    )
+    assert reaper_.bucket.last().published == emitted
 
 
 # -- sweep ----------------------------------------------------------------------------------

@@ -105,6 +105,7 @@ def finish_file(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
             store=the.store,
             now=the.clock(),
             stall_seconds=the.settings.stall_seconds,
+            max_wait_seconds=the.settings.max_wait_seconds,
             out_of_time=lambda: context.get_remaining_time_in_millis() < SAFETY_MILLIS,
         )
     except RecordsUnaccountedError as err:

@@ -12,7 +12,10 @@ file's deletion receipt true.
   records are still in the store, the ones the store no longer holds are noted as gone, and a
   deletion receipt (counts, times, the file's hash; no personal data) is written. Until then
   the state machine waits and asks again; if the count of terminal records stops moving for
-  `stall_seconds`, the file fails loudly.
+  `stall_seconds`, the file fails loudly. Each check reads only the ledger blocks not already
+  known complete (the step's state carries which are), and the waits between checks grow with
+  the time spent checking (`next_wait`), so that a file of any size and pace keeps its
+  execution's history small.
 - When the last published record of a finished file leaves the store (a consumed notice, the
   sweep, or found gone), the receipt is written again: complete.
 - The sweep deletes every stored event past its expiry, consumed or not (DynamoDB's TTL can
@@ -26,12 +29,27 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 import msgspec
+from msgspec import UNSET
 
 from contracts.messages import EventsConsumed, FileRef, file_id
 from contracts.receipts import DeletionReceipt
-from contracts.steps import FileCounts, FinishStepInput, FinishStepOutput
+from contracts.steps import FileCounts, FinishStepInput, FinishStepOutput, Settled
 from servicekit.ledger import Left, LeftBy, LeftMany, ReceiptFacts, Watch
 from servicekit.store import StoredRef
+
+# The wait before the next check is this share of the time spent checking so far (between the
+# base wait and the cap): a file that drains in a minute is finished within seconds of its last
+# record, one that drains for hours is looked at every few minutes.
+WAIT_SHARE = 20
+MAX_WAIT_SECONDS = 600
+
+
+def next_wait(base: int, checking: float, cap: int = MAX_WAIT_SECONDS) -> int:
+    """Seconds to wait before the next check, after `checking` seconds of checks: 1/WAIT_SHARE
+    of it, at least `base`, at most `cap` (but never below `base`). A file is finished at most
+    that long after its last record is, and checked about WAIT_SHARE * ln(cap / base) + T / cap
+    times in T seconds, whatever its size or pace (tests/infra/test_history.py counts)."""
+    return max(base, min(cap, int(checking / WAIT_SHARE)))
 
 
 class RecordsUnaccountedError(Exception):
@@ -45,6 +63,8 @@ class Progress(Protocol):
     def complete(self) -> bool: ...
     @property
     def terminal(self) -> int: ...
+    @property
+    def settled(self) -> Settled: ...
 
     def counts(self) -> FileCounts: ...
 
@@ -68,7 +88,7 @@ class StoreLedger(Protocol):
 class FileLedger(StoreLedger, Protocol):
     """The ledger, as the reaper finishes files."""
 
-    def progress(self, fid: str) -> Progress: ...
+    def progress(self, fid: str, *, settled: Settled | None = None) -> Progress: ...
     def file_finished(self, ref: FileRef) -> None: ...
     def source_deleted(self, ref: FileRef, at: int) -> int: ...
     def watch_store(
@@ -173,15 +193,23 @@ def finish_file(
     store: Holdings,
     now: float,
     stall_seconds: int,
+    max_wait_seconds: int = MAX_WAIT_SECONDS,
     out_of_time: Callable[[], bool] = lambda: False,
 ) -> FinishStepOutput:
     """If every emitted record is terminal: delete the source, watch the store, write the
     receipt, say finished. Raises `RecordsUnaccountedError` when nothing has moved for
     `stall_seconds`. A file with many blocks may take more than one call to watch: it says
-    finished once watched."""
+    finished once watched. Reads only the blocks the state does not know complete (and all of
+    them once, when the file is complete, for exact counts); says how long to wait before the
+    next check (`next_wait`)."""
     file = state.file
     fid = file_id(file)
-    progress = ledger.progress(fid)
+    base = state.wait_seconds if state.base_wait_seconds is UNSET else state.base_wait_seconds
+    since = now if state.checks_since is UNSET else state.checks_since
+    known = None if state.settled is UNSET else state.settled
+    progress = ledger.progress(fid, settled=known)
+    if progress.complete and known is not None and known.runs:
+        progress = ledger.progress(fid)  # once: counts by status as they are now
     counts = progress.counts()
     terminal_seen, progress_at = state.terminal_seen, state.progress_at
     if progress.terminal != terminal_seen:
@@ -203,11 +231,14 @@ def finish_file(
         )
     return FinishStepOutput(
         file=file,
-        wait_seconds=state.wait_seconds,
+        wait_seconds=next_wait(base, now - since, max_wait_seconds),
         terminal_seen=terminal_seen,
         progress_at=progress_at,
         finished=finished,
         counts=counts,
+        base_wait_seconds=base,
+        checks_since=since,
+        settled=progress.settled,
     )
 
 

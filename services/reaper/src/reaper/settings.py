@@ -19,12 +19,13 @@ class ConsumedSettings(EnvSettings, frozen=True, kw_only=True):
 
 
 class FinishSettings(EnvSettings, frozen=True, kw_only=True):
-    """`finish_file`: the ledger it sums, the store it asks what a file left there, and when a
-    file has stalled."""
+    """`finish_file`: the ledger it sums, the store it asks what a file left there, when a
+    file has stalled, and the longest wait between two checks of a file."""
 
     ledger_table: str
     store_table: str
     stall_seconds: int = 3600
+    max_wait_seconds: int = 600
 
 
 class SweepSettings(EnvSettings, frozen=True, kw_only=True):
