@@ -75,6 +75,18 @@ def _patch_targets() -> tuple[Any, Any, Any, Any, Any]:
     return LambdaFunction, Queue, DynamoHandler, Message, SQSBackend
 
 
+def _responses_module() -> Any:
+    import moto.core.responses
+
+    return moto.core.responses
+
+
+def _dispatcher() -> Any:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    return DomainDispatcherApplication
+
+
 def _within_retention(backend: Any, queue_name: str, message: Any) -> bool:
     retention = int(backend.get_queue(queue_name).message_retention_period)
     return bool(retention + message.sent_timestamp / 1000 > time.time())
@@ -87,6 +99,106 @@ def _visible(message: Any) -> bool:
 def _delayed(message: Any) -> bool:
     return time.time() * 1000.0 < message.delayed_until
 
+
+# The same predicates over a whole queue, reading the clock once: moto's versions ask each
+# message (two clock reads and a property call apiece), three times over for every SendMessage
+# (it builds all of a queue's attributes to read ContentBasedDeduplication) and once per receive.
+def _available(queue: Any) -> list[Any]:
+    now = time.time() * 1000.0
+    return [m for m in queue._messages if now > m.visible_at and now >= m.delayed_until]
+
+
+def _count_available(queue: Any) -> int:
+    now = time.time() * 1000.0
+    return sum(1 for m in queue._messages if now > m.visible_at and now >= m.delayed_until)
+
+
+def _count_not_visible(queue: Any) -> int:
+    now = time.time() * 1000.0
+    return sum(1 for m in queue._messages if not now > m.visible_at)
+
+
+def _count_delayed(queue: Any) -> int:
+    now = time.time() * 1000.0
+    return sum(1 for m in queue._messages if now < m.delayed_until)
+
+
+def _pending_groups(queue: Any) -> set[str]:
+    # only FIFO messages have a group; list() copies the set atomically (moto's comprehension
+    # over the live set fails with "Set changed size during iteration" under concurrent receives)
+    if not queue.fifo_queue:
+        return set()
+    return {m.group_id for m in list(queue._pending_messages) if m.group_id is not None}
+
+
+def _wait_for_messages(queue: Any, timeout: int) -> None:
+    # moto's predicate builds the list of every available message on each wake-up
+    with queue._messages_lock:
+        queue._messages_lock.wait_for(lambda: _count_available(queue) > 0, timeout=timeout)
+
+
+def _delete_message(queue: Any, receipt_handle: str) -> None:
+    # moto's scans every message twice per receipt, building a list of each one's receipt
+    # handles; this is one pass, under the lock SendMessage appends with. Same outcome: every
+    # message that ever had the handle goes, an already deleted handle is fine, an unknown one
+    # is ReceiptHandleIsInvalid.
+    from moto.sqs.exceptions import ReceiptHandleIsInvalid
+
+    if receipt_handle in queue.deleted_messages:
+        return
+    with queue._messages_lock:
+        messages = queue._messages
+        gone = [
+            i
+            for i, m in enumerate(messages)
+            if m.receipt_handle == receipt_handle or receipt_handle in m._old_receipt_handles
+        ]
+        if not gone:
+            raise ReceiptHandleIsInvalid()
+        for i in reversed(gone):
+            message = messages[i]
+            queue.pending_messages.discard(message)
+            queue.deleted_messages.update(message.all_receipt_handles)
+            del messages[i]
+
+
+_method_names: dict[type, frozenset[str]] = {}
+
+
+def _method_names_from_class(clazz: type) -> frozenset[str]:
+    # moto lists a response class's methods with inspect.getmembers on every request, to find
+    # the action's handler; the set is remembered per class (forgotten whenever the patches,
+    # which add and wrap handlers, are installed or removed)
+    names = _method_names.get(clazz)
+    if names is None:
+        names = _method_names[clazz] = frozenset(_originals["method_names"](clazz))
+    return names
+
+
+def _routed(get_backend_for_host: Any) -> Any:
+    # moto routes every request by listing its own package directory (a stat per service) and
+    # trying every service's URL patterns, under one process-wide lock: the answer for a host
+    # never changes, so remember it.
+    def route(self: Any, host: str | None) -> Any:
+        routes = self.__dict__.setdefault("_localcloud_routes", {})
+        if host in routes:
+            return routes[host]
+        backend = get_backend_for_host(self, host)
+        routes[host] = backend
+        return backend
+
+    return route
+
+
+_QUEUE_PATCHES: dict[str, Any] = {
+    "messages": property(_available),
+    "approximate_number_of_messages": property(_count_available),
+    "approximate_number_of_messages_not_visible": property(_count_not_visible),
+    "approximate_number_of_messages_delayed": property(_count_delayed),
+    "pending_message_groups": property(_pending_groups),
+    "wait_for_messages": _wait_for_messages,
+    "delete_message": _delete_message,
+}
 
 _dynamodb_lock = threading.Lock()
 
@@ -114,6 +226,15 @@ def _install_patches(runtime: LambdaRuntime) -> None:
     # (three scans of every message) just to read MessageRetentionPeriod: O(depth) per message.
     _originals["retention"] = SQSBackend.is_message_valid_based_on_retention_period
     SQSBackend.is_message_valid_based_on_retention_period = _within_retention
+    for name, fast in _QUEUE_PATCHES.items():
+        _originals[f"queue.{name}"] = Queue.__dict__[name]
+        setattr(Queue, name, fast)
+    Dispatcher = _dispatcher()
+    _originals["route"] = Dispatcher.get_backend_for_host
+    Dispatcher.get_backend_for_host = _routed(Dispatcher.get_backend_for_host)
+    responses = _responses_module()
+    _originals["method_names"] = responses.method_names_from_class
+    responses.method_names_from_class = _method_names_from_class
     # moto's DynamoDB is not thread-safe under the threaded server (seen: TransactWriteItems
     # deep-copying a table while another request changed it, "dictionary changed size").
     _originals["dynamodb_call_action"] = DynamoHandler.call_action
@@ -132,6 +253,7 @@ def _install_patches(runtime: LambdaRuntime) -> None:
     trace_patches.install()
     # moto keeps functions' and topics' resource policies but never evaluates them.
     access.install()
+    _method_names.clear()  # handlers were added (message_move)
 
 
 def _uninstall_patches() -> None:
@@ -141,6 +263,11 @@ def _uninstall_patches() -> None:
     if not _originals:
         return
     SQSBackend.is_message_valid_based_on_retention_period = _originals.pop("retention")
+    for name in _QUEUE_PATCHES:
+        setattr(Queue, name, _originals.pop(f"queue.{name}"))
+    _dispatcher().get_backend_for_host = _originals.pop("route")
+    _responses_module().method_names_from_class = _originals.pop("method_names")
+    _method_names.clear()
     Message.visible, Message.delayed = _originals.pop("visible"), _originals.pop("delayed")
     DynamoHandler.call_action = _originals.pop("dynamodb_call_action")
     LambdaFunction.invoke = _originals.pop("invoke")
