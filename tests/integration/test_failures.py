@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 
 from contracts.deadletter import DeadLetterAttributes
-from ingest_cli.follow import Summary, follow, upload
+from ingest_cli.follow import Summary
 from ingest_cli.sample import write_sample
 from localcloud.cloud import LocalCloud
 from localcloud.faults import Faults, parse
 from tests.integration.cli import ingest_json
+from tests.integration.runs import ingest, personal_values
 
 
 @pytest.fixture(scope="module")
@@ -42,19 +43,6 @@ def sample_file(tmp_path: Path, name: str, records: int, seed: int) -> Path:
     path = tmp_path / name
     path.write_bytes(buf.getvalue())
     return path
-
-
-def ingest(cloud: LocalCloud, path: Path, timeout: float = 240) -> Summary:
-    platform, pollers = cloud.platform, cloud.pollers
-    assert platform is not None and pollers is not None
-    return follow(
-        cloud.client,
-        upload(cloud.client, path),
-        platform_stats=platform.stats,
-        timeout=timeout,
-        progress=lambda _: None,
-        settled=lambda: platform.wait_idle(0) and pollers.idle(),
-    )
 
 
 def created_since(cloud: LocalCloud, before: int) -> list[str]:
@@ -373,22 +361,6 @@ def trace_of(cloud: LocalCloud, event_id: str, tmp_path: Path) -> list[dict[str,
         cloud.endpoint, tmp_path / "state", "trace", event_id, timeout=120
     )
     return steps
-
-
-def personal_values(path: Path) -> set[str]:
-    """Every name, date of birth, address line and postcode in a generated file."""
-    from lxml import etree
-
-    wanted = {"PersonGivenName", "PersonFamilyName", "PersonBirthDate", "Line", "Postcode"}
-    tree = etree.parse(str(path))
-    return {
-        e.text.strip()
-        for e in tree.iter()
-        if isinstance(e.tag, str)
-        and etree.QName(e).localname in wanted
-        and e.text
-        and len(e.text.strip()) > 3
-    }
 
 
 def test_a_records_trace_shows_every_stage_in_time_order(cloud: LocalCloud, tmp_path: Path) -> None:

@@ -15,30 +15,19 @@ import io
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from lxml import etree
 
-from ingest_cli.follow import Summary, follow, upload
 from ingest_cli.sample import write_sample
 from localcloud.cloud import LocalCloud
 from tests.builders import extract, record
+from tests.integration.runs import ingest, personal_values
 
 # A name no generated record has: the rejected record carries it, and the bad file names an
 # element after it (a file can name an element after a person).
 REJECTED_SURNAME = "Wolstenholme"
 ELEMENT_NAMED_AFTER_A_PERSON = "MargaretQuillfeatherby"
-# What the generator writes that is a person's: names, birth and death dates, address, postcode.
-PERSONAL_ELEMENTS = {
-    "PersonGivenName",
-    "PersonFamilyName",
-    "PersonBirthDate",
-    "PersonDeathDate",
-    "Line",
-    "Postcode",
-}
 
 
 @pytest.fixture(scope="module")
@@ -73,43 +62,18 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCloud, 
             .replace("</DeathRegistrationGroup>", f"{person}</DeathRegistrationGroup>")
             .encode()
         )
-        summaries = {"good": _ingest(cloud, good), "bad": _ingest(cloud, bad)}
+        summaries = {"good": ingest(cloud, good), "bad": ingest(cloud, bad)}
         assert cloud.xray is not None and cloud.xray.flush()
         logs.flush()
         yield (
             cloud,
             {
                 "summaries": summaries,
-                "values": _personal_values(good) | {REJECTED_SURNAME, ELEMENT_NAMED_AFTER_A_PERSON},
+                "values": personal_values(good) | {REJECTED_SURNAME, ELEMENT_NAMED_AFTER_A_PERSON},
                 "logs": (tmp / "logs.jsonl").read_text(),
             },
         )
     logs.close()
-
-
-def _ingest(cloud: LocalCloud, path: Path) -> Summary:
-    platform, pollers = cloud.platform, cloud.pollers
-    assert platform is not None and pollers is not None
-    return follow(
-        cloud.client,
-        upload(cloud.client, path),
-        platform_stats=platform.stats,
-        timeout=240,
-        progress=lambda _: None,
-        settled=lambda: platform.wait_idle(0) and pollers.idle(),
-    )
-
-
-def _personal_values(path: Path) -> set[str]:
-    tree = etree.parse(str(path))
-    return {
-        e.text.strip()
-        for e in tree.iter()
-        if isinstance(e.tag, str)
-        and etree.QName(e).localname in PERSONAL_ELEMENTS
-        and e.text
-        and len(e.text.strip()) > 3
-    }
 
 
 def _leaked(text: str, values: set[str]) -> list[str]:

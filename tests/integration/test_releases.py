@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from contracts.deadletter import DeadLetterAttributes
-from ingest_cli.follow import Summary, follow, upload
 from ingest_cli.sample import write_sample
 from localcloud import deploy
 from localcloud.cloud import LocalCloud
 from tests.builders import record
 from tests.integration.cli import ingest_json
+from tests.integration.runs import ingest
 
 RELEASE = "0.2.0-release-test"
 
@@ -25,19 +25,6 @@ RELEASE = "0.2.0-release-test"
 def cloud() -> Iterator[LocalCloud]:
     with LocalCloud(consumers=1) as running:
         yield running
-
-
-def ingest(cloud: LocalCloud, path: Path) -> Summary:
-    platform, pollers = cloud.platform, cloud.pollers
-    assert platform is not None and pollers is not None
-    return follow(
-        cloud.client,
-        upload(cloud.client, path),
-        platform_stats=platform.stats,
-        timeout=240,
-        progress=lambda _: None,
-        settled=lambda: platform.wait_idle(0) and pollers.idle(),
-    )
 
 
 def cli(cloud: LocalCloud, tmp_path: Path, *args: str) -> dict[str, Any] | list[Any]:
