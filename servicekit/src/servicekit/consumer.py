@@ -33,7 +33,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
@@ -262,15 +262,19 @@ class ConsumerPolicy(Generic[M]):
             return
         self._one(record)
 
-    def _one(self, record: SQSRecord) -> None:
-        outcome = "error"
-        held = False
-        with tracing.span(
+    def _record_span(self) -> AbstractContextManager[Any]:
+        """The `record` span every record is handled (or settled) in, named for this consumer."""
+        return tracing.span(
             "record",
             service=self.service or None,
             service_version=self.version or None,
             operation=self.operation or None,
-        ) as span:
+        )
+
+    def _one(self, record: SQSRecord) -> None:
+        outcome = "error"
+        held = False
+        with self._record_span() as span:
             token = _handling.set(record.message_id)
             try:
                 outcome, held = self._consume(record, span)
@@ -444,12 +448,7 @@ class ConsumerPolicy(Generic[M]):
         """A held record whose put-off work or ending failed, in a `record` span of its own
         (the one it was handled in has been sent)."""
         outcome = "retry"
-        with tracing.span(
-            "record",
-            service=self.service or None,
-            service_version=self.version or None,
-            operation=self.operation or None,
-        ) as span:
+        with self._record_span() as span:
             self._annotate(span, h.message, h.entry)
             try:
                 outcome = self._failed(
