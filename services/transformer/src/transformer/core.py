@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from contracts.events import DeathNotification
 from contracts.gro import GroDeathRecord
-from transformer.event_id import event_id
-from transformer.mapping import to_event
+from transformer.event_id import identity_and_plain, keyed_id
+from transformer.mapping import collapsed_record, event_of_collapsed
 from transformer.parse import FragmentError, ParsedRecord, parse_fragment, read_record
 from transformer.rules import clean, record_problems
 
@@ -59,11 +59,15 @@ def transform_element(
 
 
 def _transform(parsed: ParsedRecord, key: bytes, key_version: int) -> Transformed | Rejected:
-    record = parsed.record
-    reasons = [*parsed.problems, *record_problems(record)]
-    if reasons:
+    record, problems = parsed
+    # One encoding of the record serves the id, and says whether anything in it needs
+    # collapsing: most records have nothing, and then neither the rules nor the event look.
+    identity, plain = identity_and_plain(record)
+    reasons = record_problems(record, collapsed=plain)
+    if problems or reasons:
         reg = clean(record.registration_id)
         reg = reg if reg is not None and reg.isascii() and reg.isdigit() else None
-        return Rejected(reasons=tuple(reasons), registration_id=reg)
-    source_id = event_id(record, key, key_version)
-    return Transformed(record=record, event=to_event(record, source_id))
+        return Rejected(reasons=(*problems, *reasons), registration_id=reg)
+    source_id = keyed_id(identity, key, key_version)
+    collapsed = record if plain else collapsed_record(record)
+    return Transformed(record=record, event=event_of_collapsed(collapsed, source_id))

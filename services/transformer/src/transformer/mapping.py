@@ -52,11 +52,13 @@ def collapsed_record(record: GroDeathRecord) -> GroDeathRecord:
 
 def _present(values: tuple[str, ...]) -> tuple[str, ...]:
     """The collapsed values that are not empty, in order."""
-    return values if all(values) else tuple(v for v in values if v)
+    return values if all(values) else tuple([v for v in values if v])
 
 
 def _alias(name: PersonName, alias_type: str | None) -> Alias:
-    given = _present(name.given_names)
+    given = name.given_names
+    if not all(given):
+        given = tuple([v for v in given if v])
     return Alias(
         title=name.title or None,
         forenames=" ".join(given) or None,
@@ -75,24 +77,20 @@ def pair_aliases(record: GroDeathRecord) -> tuple[tuple[Alias, ...], tuple[str, 
     (Alias, Alias, Type, Type) pairs them by position. Any other layout (say four names and
     one type) leaves every alias unpaired: the types still travel, in order, beside them.
     """
-    names: list[PersonName] = []
-    types: list[str] = []
-    kinds = []
-    for element in record.aliases:
-        if isinstance(element, AliasName):
-            names.append(element.name)
-            kinds.append("N")
-        else:
-            types.append(element.text)
-            kinds.append("T")
-    layout = "".join(kinds)
+    elements = record.aliases
+    names = [e.name for e in elements if isinstance(e, AliasName)]
+    types = [e.text for e in elements if not isinstance(e, AliasName)]
     n = len(names)
-    paired: list[str | None]
-    if n and (layout == "NT" * n or layout == "N" * n + "T" * n):
-        paired = [t or None for t in types]
+    # n names and n types, interleaved when the names stand at even places, else grouped when
+    # the names come first; a pairing needs one of the two
+    certain = n == len(types) and (
+        all(isinstance(e, AliasName) for e in elements[::2])
+        or all(isinstance(e, AliasName) for e in elements[:n])
+    )
+    if n and certain:
+        aliases = tuple([_alias(name, t or None) for name, t in zip(names, types, strict=True)])
     else:
-        paired = [None] * n
-    aliases = tuple(_alias(name, t) for name, t in zip(names, paired, strict=True))
+        aliases = tuple([_alias(name, None) for name in names])
     return aliases, tuple(types)
 
 
@@ -106,18 +104,29 @@ def _address_lines(flat: str | None, building: str | None, lines: tuple[str, ...
 
 
 _NO_NAME = PersonName()
+# (an enum member looked up on its class costs a descriptor call in Python 3.11)
+_UPDATE, _REGISTRATION = RecordType.UPDATE, RecordType.REGISTRATION
 
 
 def to_event(record: GroDeathRecord, source_id: str) -> DeathNotification:
     """Map a record that passed `record_problems` to its event."""
-    r = collapsed_record(record)
+    return event_of_collapsed(collapsed_record(record), source_id)
+
+
+def event_of_collapsed(r: GroDeathRecord, source_id: str) -> DeathNotification:
+    """`to_event` of a record already collapsed (`collapsed_record`, or one the id found had
+    nothing to collapse)."""
     locked = r.record_locked_datetime or None
     updated = r.record_update_datetime or None
     reason = r.record_update_reason or None
     name = r.deceased_name or _NO_NAME
-    given = _present(name.given_names)
+    given = name.given_names
+    if not all(given):
+        given = _present(given)
     aliases, alias_types = pair_aliases(r) if r.aliases else ((), ())
-    maiden = _present(r.maiden_names)
+    maiden = r.maiden_names
+    if not all(maiden):
+        maiden = _present(maiden)
     death = r.death_date
     birth = r.birth_date
     address = r.address
@@ -137,7 +146,7 @@ def to_event(record: GroDeathRecord, source_id: str) -> DeathNotification:
         event_version=DEATH_NOTIFICATION_VERSION,
         event_time=updated or locked or "",
         registration_id=r.registration_id or "",
-        record_type=RecordType.UPDATE if updated else RecordType.REGISTRATION,
+        record_type=_UPDATE if updated else _REGISTRATION,
         record_locked_date_time=locked,
         record_update_date_time=updated,
         update_reason=UPDATE_REASON_CODES[reason] if updated and reason else None,

@@ -14,8 +14,7 @@ reaches a reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from lxml import etree
 
@@ -46,6 +45,8 @@ _PARSER = etree.XMLParser(
 
 _G, _PD, _ADDR, _PERSON = (f"{{{ns}}}" for ns in (NS_GRO, NS_PD, NS_ADDR, NS_PERSON))
 RECORD_TAG = f"{_G}DeathRegistration"
+# (a NamedTuple's own __new__ is a Python function: this is a few times cheaper)
+_new_tuple = tuple.__new__
 
 # What each child of a DeathRegistration is, by its tag: (kind, local name, GroDeathRecord
 # field). The simple elements and the structures may occur once; the alias elements and the
@@ -106,12 +107,11 @@ class FragmentError(Exception):
     """The fragment is not one well-formed DeathRegistration element."""
 
 
-@dataclass(slots=True)
-class ParsedRecord:
-    """A record and the shape problems met while reading it."""
+class ParsedRecord(NamedTuple):
+    """A record and the shape problems met while reading it. (A tuple: made once a record.)"""
 
     record: GroDeathRecord
-    problems: list[str] = field(default_factory=list)
+    problems: list[str]
 
 
 def _split_tag(tag: str) -> tuple[str, str]:
@@ -122,109 +122,115 @@ def _split_tag(tag: str) -> tuple[str, str]:
     return "", tag
 
 
-class _Read:
-    """What reading one record met besides its fields: shape problems, and the elements the
-    reference does not define."""
+def _text_only(el: etree._Element, path: str, problems: list[str]) -> None:
+    """Called for an element that has children where text belongs (rare): a problem if any is
+    an element (the parsers drop comments and PIs; an entity reference would need a DTD, which
+    both paths refuse)."""
+    if any(isinstance(c.tag, str) for c in el):
+        problems.append(f"{path} holds child elements where text belongs")
 
-    __slots__ = ("extra", "problems")
 
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-        self.extra: list[ExtraElement] = []
+def _carry(el: etree._Element, path: str, extra: list[ExtraElement]) -> None:
+    """Keep an element the reference does not define, and everything inside it."""
+    namespace, local = _split_tag(el.tag)
+    text = el.text if len(el) == 0 else None
+    extra.append(ExtraElement(namespace=namespace, name=local, path=path, text=text))
+    for child in el:
+        tag = child.tag
+        if isinstance(tag, str):
+            _carry(child, f"{path}/{_split_tag(tag)[1]}", extra)
 
-    def text_only(self, el: etree._Element, path: str) -> None:
-        """Called for an element that has children where text belongs (rare): a problem if any
-        is an element (the parsers drop comments and PIs; an entity reference would need a
-        DTD, which both paths refuse)."""
-        if any(isinstance(c.tag, str) for c in el):
-            self.problems.append(f"{path} holds child elements where text belongs")
 
-    def carry(self, el: etree._Element, path: str) -> None:
-        """Keep an element the reference does not define, and everything inside it."""
-        namespace, local = _split_tag(el.tag)
-        text = el.text if len(el) == 0 else None
-        self.extra.append(ExtraElement(namespace=namespace, name=local, path=path, text=text))
-        for child in el:
-            tag = child.tag
+def _parts(
+    el: etree._Element, path: str, spec: _Spec, problems: list[str], extra: list[ExtraElement]
+) -> dict[str, Any]:
+    """The fields of a structure from `el`'s children that `spec` names (the text of one that
+    may occur once; the texts of a repeated one, in document order); anything else is carried
+    in `extra`."""
+    found: dict[str, Any] = {}
+    repeated: list[str] | None = None  # the texts of the one part of `spec` that may repeat
+    many_name = ""
+    for child in el:
+        tag = child.tag
+        known = spec.get(tag)
+        if known is None:
             if isinstance(tag, str):
-                self.carry(child, f"{path}/{_split_tag(tag)[1]}")
-
-    def parts(self, el: etree._Element, path: str, spec: _Spec) -> dict[str, Any]:
-        """The fields of a structure from `el`'s children that `spec` names (the text of one
-        that may occur once; the texts of a repeated one, in document order); anything else is
-        carried in `extra`."""
-        found: dict[str, Any] = {}
-        repeated: dict[str, list[str]] = {}
-        for child in el:
-            tag = child.tag
-            known = spec.get(tag)
-            if known is None:
-                if isinstance(tag, str):
-                    self.carry(child, f"{path}/{_split_tag(tag)[1]}")
-                continue
-            local, name, many = known
-            if many:
-                if len(child):
-                    self.text_only(child, f"{path}/{local}")
-                if name in repeated:
-                    repeated[name].append(child.text or "")
-                else:
-                    repeated[name] = [child.text or ""]
-            elif name in found:
-                self.problems.append(f"{path}/{local} occurs more than once")
-            else:
-                if len(child):
-                    self.text_only(child, f"{path}/{local}")
-                found[name] = child.text or ""
-        for name, texts in repeated.items():
-            found[name] = tuple(texts)
-        return found
+                _carry(child, f"{path}/{_split_tag(tag)[1]}", extra)
+            continue
+        local, name, many = known
+        if many:
+            if len(child):
+                _text_only(child, f"{path}/{local}", problems)
+            if repeated is None:
+                repeated, many_name = [], name
+            repeated.append(child.text or "")
+        elif name in found:
+            problems.append(f"{path}/{local} occurs more than once")
+        else:
+            if len(child):
+                _text_only(child, f"{path}/{local}", problems)
+            found[name] = child.text or ""
+    if repeated is not None:
+        found[many_name] = tuple(repeated)
+    return found
 
 
 def read_record(root: etree._Element) -> ParsedRecord:
     """Read a `DeathRegistration` element (in the GRO namespace) into a record and its shape
-    problems. The one reader of both paths: a fragment's root, or an element of a file."""
-    read = _Read()
+    problems. The one reader of both paths: a fragment's root, or an element of a file.
+
+    It runs for every record of every file, so it is one loop with the table lookups hoisted:
+    what lxml costs per element (a proxy object, its tag as a string) is most of it.
+    """
+    problems: list[str] = []
+    extra: list[ExtraElement] = []
     fields: dict[str, Any] = {}
     aliases: list[AliasElement] = []
     maiden: list[str] = []
+    known_tag = _RECORD.get
     for child in root:
         tag = child.tag
-        known = _RECORD.get(tag)
+        known = known_tag(tag)
         if known is None:
             if isinstance(tag, str):
-                read.carry(child, _split_tag(tag)[1])
+                _carry(child, _split_tag(tag)[1], extra)
             continue
         kind, local, name = known
         if kind == _TEXT:
             if name in fields:
-                read.problems.append(f"{local} occurs more than once")
+                problems.append(f"{local} occurs more than once")
                 continue
             if len(child):
-                read.text_only(child, local)
+                _text_only(child, local, problems)
             fields[name] = child.text or ""
         elif kind in (_MAIDEN, _ALIAS_TYPE):
             if len(child):
-                read.text_only(child, local)
+                _text_only(child, local, problems)
             text = child.text or ""
             if kind == _MAIDEN:
                 maiden.append(text)
             else:
                 aliases.append(AliasNameType(text=text))
         elif kind == _ALIAS:
-            aliases.append(AliasName(name=PersonName(**read.parts(child, local, _NAME_PARTS))))
+            parts = _parts(child, local, _NAME_PARTS, problems, extra)
+            aliases.append(AliasName(name=PersonName(**parts)))
         elif name in fields:
-            read.problems.append(f"{local} occurs more than once")
+            problems.append(f"{local} occurs more than once")
         elif kind == _NAME:
-            fields[name] = PersonName(**read.parts(child, local, _NAME_PARTS))
+            fields[name] = PersonName(**_parts(child, local, _NAME_PARTS, problems, extra))
         elif kind == _DATE:
-            fields[name] = RecordedDate(**read.parts(child, local, _DATE_PARTS[local]))
+            spec = _DATE_PARTS[local]
+            fields[name] = RecordedDate(**_parts(child, local, spec, problems, extra))
         else:
-            fields[name] = Address(**read.parts(child, local, _ADDRESS_PARTS))
-    record = GroDeathRecord(
-        **fields, aliases=tuple(aliases), maiden_names=tuple(maiden), extra=tuple(read.extra)
-    )
-    return ParsedRecord(record=record, problems=read.problems)
+            fields[name] = Address(**_parts(child, local, _ADDRESS_PARTS, problems, extra))
+    # (each only when there is one: their default is empty, and passing none is cheaper)
+    if aliases:
+        fields["aliases"] = tuple(aliases)
+    if maiden:
+        fields["maiden_names"] = tuple(maiden)
+    if extra:
+        fields["extra"] = tuple(extra)
+    return _new_tuple(ParsedRecord, (GroDeathRecord(**fields), problems))
 
 
 def parse_fragment(fragment: bytes | str) -> ParsedRecord:

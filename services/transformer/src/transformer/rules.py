@@ -8,6 +8,7 @@ never the value, so reasons can go to logs and dead-letter queues.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from itertools import pairwise
 
@@ -75,10 +76,17 @@ def is_date(value: str | None) -> bool:
     return True
 
 
-def _timestamp_reasons(record: GroDeathRecord) -> list[str]:
-    locked = clean(record.record_locked_datetime)
-    updated = clean(record.record_update_datetime)
-    reason = clean(record.record_update_reason)
+def _or_none(value: str | None) -> str | None:
+    """`clean` of a value known to have nothing to collapse."""
+    return value or None
+
+
+def _timestamp_reasons(
+    record: GroDeathRecord, tidy: Callable[[str | None], str | None]
+) -> list[str]:
+    locked = tidy(record.record_locked_datetime)
+    updated = tidy(record.record_update_datetime)
+    reason = tidy(record.record_update_reason)
     if locked is None and updated is None:
         return [
             "neither RecordLockedDateTime (new registration) nor RecordUpdateDateTime (update)"
@@ -104,28 +112,31 @@ def _timestamp_reasons(record: GroDeathRecord) -> list[str]:
     return out
 
 
-def record_problems(record: GroDeathRecord) -> list[str]:
-    """Every rule of the format reference this record breaks (empty when it is valid)."""
+def record_problems(record: GroDeathRecord, *, collapsed: bool = False) -> list[str]:
+    """Every rule of the format reference this record breaks (empty when it is valid).
+    `collapsed`: the record is known to have nothing to collapse (`all_collapsed`), so
+    `clean` need not look at each value."""
+    tidy = _or_none if collapsed else clean
     out: list[str] = []
-    reg = clean(record.registration_id)
+    reg = tidy(record.registration_id)
     if reg is None:
         out.append("RegistrationID is missing or empty")
     elif not (reg.isascii() and reg.isdigit()):
         out.append("RegistrationID is not a number")
-    out.extend(_timestamp_reasons(record))
+    out.extend(_timestamp_reasons(record, tidy))
     name = record.deceased_name
     if name is None:
         out.append("DeceasedName is missing")
-    elif clean(name.family_name) is None and not any(clean(g) for g in name.given_names):
+    elif tidy(name.family_name) is None and not any(tidy(g) for g in name.given_names):
         out.append("DeceasedName has neither a PersonGivenName nor a PersonFamilyName")
-    gender = clean(record.gender)
+    gender = tidy(record.gender)
     if gender is None:
         out.append("DeceasedGender is missing or empty")
     elif gender not in SEX_CODES:
         out.append("DeceasedGender is not one of 1, 2, 9")
     death = record.death_date
-    death_date = clean(death.date) if death else None
-    year = clean(record.partial_year_of_death)
+    death_date = tidy(death.date) if death else None
+    year = tidy(record.partial_year_of_death)
     if not is_date(death_date) and not (year is not None and _YEAR.match(year)):
         if death_date is not None:
             out.append(
