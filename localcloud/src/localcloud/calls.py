@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -161,6 +161,15 @@ class _Mark:
     logs: dict[str, tuple[int, int]]
     traces: int
     metrics: int
+    peers: list[int] = field(default_factory=list)  # each peer's own mark, taken with this one
+
+
+class UsagePeer(Protocol):
+    """Usage counted in another process (localcloud.dynamodb_process), merged into this one's."""
+
+    def mark(self) -> int: ...
+
+    def since(self, mark: int | None) -> dict[str, Any]: ...
 
 
 class Usage:
@@ -177,6 +186,11 @@ class Usage:
         self._marks: dict[int, _Mark] = {}
         self._next_mark = 0
         self._rest = _RestOperations()
+        self._peers: list[UsagePeer] = []
+
+    def add_peer(self, peer: UsagePeer) -> None:
+        """Count `peer`'s calls as this cloud's too (`mark` and `since` span both)."""
+        self._peers.append(peer)
 
     # -- what is counted -----------------------------------------------------------------------
 
@@ -268,6 +282,7 @@ class Usage:
 
     def mark(self) -> int:
         """Remember the counts so far; `since(mark)` returns what happened after."""
+        peers = [peer.mark() for peer in self._peers]
         with self._lock:
             mark = self._next_mark
             self._next_mark += 1
@@ -281,6 +296,7 @@ class Usage:
                 logs={name: (t[0], t[1]) for name, t in self._logs.items()},
                 traces=len(self._traces),
                 metrics=len(self._metrics),
+                peers=peers,
             )
             for old in sorted(self._marks)[:-_KEEP_MARKS]:
                 del self._marks[old]
@@ -288,6 +304,14 @@ class Usage:
 
     def since(self, mark: int | None = None) -> dict[str, Any]:
         """The usage after `mark` (None: since the cloud started), as one JSON-able document."""
+        usage = self._since(mark)
+        base = self._marks.get(mark) if mark is not None else None
+        for n, peer in enumerate(self._peers):
+            peer_mark = base.peers[n] if base is not None and n < len(base.peers) else None
+            _merge_calls(usage["calls"], peer.since(peer_mark).get("calls") or {})
+        return usage
+
+    def _since(self, mark: int | None) -> dict[str, Any]:
         with self._lock:
             if mark is not None and mark not in self._marks:
                 raise KeyError(f"no such mark: {mark} (marks are kept for the last {_KEEP_MARKS})")
@@ -473,6 +497,21 @@ def _function_document(
         # (on-demand functions since August 2025), times the configured memory
         "gb_seconds": round(billed_ms / 1000.0 * f.memory_mb / 1024.0, 4),
     }
+
+
+def _merge_calls(calls: dict[str, dict[str, Any]], more: Mapping[str, Any]) -> None:
+    """Add `more` (a `since()` document's calls) into `calls`, caller by caller."""
+    for caller, operations in more.items():
+        mine = calls.setdefault(caller, {})
+        for operation, count in operations.items():
+            total = Count(**mine[operation]) if operation in mine else Count()
+            total.add(Count(**count))
+            mine[operation] = total.document()
+    for caller in list(calls):
+        calls[caller] = dict(sorted(calls[caller].items()))
+    ordered = dict(sorted(calls.items()))
+    calls.clear()
+    calls.update(ordered)
 
 
 def _percentile(ordered: list[float], share: float) -> float:

@@ -12,6 +12,9 @@ place, driven by the same template, so the template stays the single source of t
   set via API;
 - AWS::StepFunctions::StateMachine: invisible to execution once execute mode is on ->
   (re)created via the Step Functions API from the template's DefinitionString.
+
+And, first, the stack's tables are copied into the process that serves DynamoDB
+(localcloud.dynamodb_process: moto's CloudFormation made them in the main server's backend).
 """
 
 from __future__ import annotations
@@ -20,11 +23,30 @@ import json
 import re
 import secrets
 import string
+import urllib.error
+import urllib.request
 from typing import Any
 
 from deploytools.stacks import TEMPLATES
+from localcloud.dynamodb_process import SYNC_PATH
 
 _NO_VALUE = object()  # Ref AWS::NoValue: the property is left out
+
+
+def _sync_tables(endpoint: str) -> list[str]:
+    """Ask the local cloud to copy its tables into the DynamoDB process (a plain moto server
+    serves DynamoDB itself, and has no such route: nothing to do)."""
+    request = urllib.request.Request(endpoint + SYNC_PATH, data=b"{}", method="POST")  # noqa: S310
+    # No proxy: this traffic must stay on loopback whatever HTTP(S)_PROXY says.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=60) as answer:
+            synced = json.loads(answer.read())
+    except urllib.error.HTTPError as err:
+        if err.code == 404:
+            return []
+        raise
+    return [f"table {name} served by the DynamoDB process" for name in synced.get("created", [])]
 
 
 class _Resolver:
@@ -166,6 +188,8 @@ def apply(clients: Any, stack: str, service: str) -> list[str]:
     template = load_template(str(TEMPLATES[service]))
     resolve = _Resolver(clients, stack, template)
     done: list[str] = []
+    if any(r["Type"] == "AWS::DynamoDB::Table" for r in template["Resources"].values()):
+        done.extend(_sync_tables(clients("cloudformation").meta.endpoint_url))
     permissions: dict[str, dict[tuple[str, str], tuple[str, dict[str, Any]]]] = {}
     for logical, resource in template["Resources"].items():
         kind = resource["Type"]

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,8 +193,15 @@ class LambdaRuntime:
         faults: FaultSwitch | None = None,
         xray_daemon_address: str | None = None,
         usage: Usage | None = None,
+        service_endpoints: Mapping[str, str] | None = None,
     ) -> None:
         self._endpoint = endpoint
+        # services served elsewhere than `endpoint` (localcloud.dynamodb_process), as
+        # botocore's per-service endpoint variables: {"dynamodb": URL} -> AWS_ENDPOINT_URL_DYNAMODB
+        self._service_endpoints = {
+            f"AWS_ENDPOINT_URL_{name.upper()}": url
+            for name, url in (service_endpoints or {}).items()
+        }
         # what each invocation lasted, per function (localcloud.calls: Lambda's GB-seconds)
         self._usage = usage
         # Where the functions' X-Ray SDK sends its subsegments, and this runtime the function
@@ -415,6 +422,7 @@ class LambdaRuntime:
             **spec.env,
             "_HANDLER": spec.handler,
             "AWS_ENDPOINT_URL": self._endpoint,
+            **self._service_endpoints,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             # Keep a developer's ~/.aws profiles out of the function, as on Lambda.

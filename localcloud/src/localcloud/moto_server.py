@@ -18,6 +18,7 @@ from botocore.config import Config
 
 from localcloud import access, message_move, trace_patches
 from localcloud.calls import LOCALCLOUD, Usage
+from localcloud.dynamodb_process import DynamoDBProcess
 from localcloud.faults import FaultSwitch
 from localcloud.lambda_runtime import FunctionSpec, LambdaRuntime, LogSink
 
@@ -190,6 +191,27 @@ def _routed(get_backend_for_host: Any) -> Any:
     return route
 
 
+def _sending(send_message: Any) -> Any:
+    # SendMessage (and each entry of a batch, and each SNS delivery to a queue) reads one queue
+    # attribute, ContentBasedDeduplication, which only a FIFO queue has, from the whole
+    # attribute set: three scans of every message in the queue, O(depth) per message sent.
+    def send(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _request.sending = True
+        try:
+            return send_message(self, *args, **kwargs)
+        finally:
+            _request.sending = False
+
+    return send
+
+
+def _attributes(self: Any) -> dict[str, Any]:
+    if getattr(_request, "sending", False) and not self.fifo_queue:
+        return {}  # what a standard queue's attributes say of ContentBasedDeduplication
+    attributes: dict[str, Any] = _originals["queue.attributes"].fget(self)
+    return attributes
+
+
 _QUEUE_PATCHES: dict[str, Any] = {
     "messages": property(_available),
     "approximate_number_of_messages": property(_count_available),
@@ -200,15 +222,27 @@ _QUEUE_PATCHES: dict[str, Any] = {
     "delete_message": _delete_message,
 }
 
-_dynamodb_lock = threading.Lock()
+dynamodb_lock = threading.Lock()
 
 
 def _serialised(call_action: Any) -> Any:
     def call(self: Any) -> Any:
-        with _dynamodb_lock:
+        with dynamodb_lock:
             return call_action(self)
 
     return call
+
+
+def install_dynamodb_patches() -> None:
+    """The patches a server that serves DynamoDB only needs (localcloud.dynamodb_process): the
+    cheaper routing and handler lookup, and DynamoDB's actions one at a time."""
+    _, _, DynamoHandler, _, _ = _patch_targets()
+    Dispatcher = _dispatcher()
+    Dispatcher.get_backend_for_host = _routed(Dispatcher.get_backend_for_host)
+    responses = _responses_module()
+    _originals["method_names"] = responses.method_names_from_class
+    responses.method_names_from_class = _method_names_from_class
+    DynamoHandler.call_action = _serialised(DynamoHandler.call_action)
 
 
 def _install_patches(runtime: LambdaRuntime) -> None:
@@ -251,6 +285,10 @@ def _install_patches(runtime: LambdaRuntime) -> None:
     message_move.install()
     # SendMessageBatch drops AWSTraceHeader; X-Ray's backend is not thread-safe.
     trace_patches.install()
+    _originals["send_message"] = SQSBackend.send_message
+    SQSBackend.send_message = _sending(SQSBackend.send_message)
+    _originals["queue.attributes"] = Queue.__dict__["attributes"]
+    Queue.attributes = property(_attributes)
     # moto keeps functions' and topics' resource policies but never evaluates them.
     access.install()
     _method_names.clear()  # handlers were added (message_move)
@@ -274,6 +312,8 @@ def _uninstall_patches() -> None:
     LambdaFunction._invoke_lambda = _originals.pop("_invoke_lambda")
     del Queue.lambda_event_source_mappings
     message_move.uninstall()
+    SQSBackend.send_message = _originals.pop("send_message")
+    Queue.attributes = _originals.pop("queue.attributes")
     trace_patches.uninstall()
     access.uninstall()
 
@@ -299,7 +339,10 @@ class MotoServer:
     ) -> None:
         self._port = port
         # every AWS request and Lambda invocation, counted (`ingest run --json`, `ingest cost`)
-        self.usage = Usage(dynamodb_lock=_dynamodb_lock)
+        self.usage = Usage(dynamodb_lock=dynamodb_lock)
+        # DynamoDB is served by a moto server of its own, in a process of its own
+        self.dynamodb = DynamoDBProcess()
+        self.usage.add_peer(self.dynamodb)
         self._runtime_args: dict[str, Any] = {
             "usage": self.usage,
             "runtime_path": list(runtime_path),
@@ -333,13 +376,17 @@ class MotoServer:
         logging.getLogger("moto").setLevel(logging.ERROR)
         logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
         warnings.filterwarnings("ignore", module=r"moto\.cloudformation")
+        self.dynamodb.start()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
         server.start()
         self._server = server
         # count each request where it arrives (ThreadedMotoServer offers no hook: its werkzeug
-        # server reads `.app` per request)
+        # server reads `.app` per request); DynamoDB's are forwarded, and counted, in its process
         assert server._server is not None
-        server._server.app = self.usage.middleware(server._server.app)
+        server._server.app = self.dynamodb.forwarding(
+            self.usage.middleware(server._server.app),
+            sync=lambda: self.dynamodb.sync_tables(self.region),
+        )
         _, port = server.get_host_and_port()
         self.endpoint = f"http://127.0.0.1:{port}"
         # SFN tasks call http://localhost:$MOTO_PORT, read at each call.
@@ -348,6 +395,8 @@ class MotoServer:
         # (tests, a second cloud) must not inherit what the first left behind
         self._post("/moto-api/reset", None)
         self._post("/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
+        self.dynamodb.reset()
+        self._runtime_args["service_endpoints"] = {"dynamodb": self.dynamodb.endpoint}
         self.runtime = LambdaRuntime(endpoint=self.endpoint, **self._runtime_args)
         _install_patches(self.runtime)
 
@@ -372,7 +421,9 @@ class MotoServer:
                         self._sessions[key] = session
                 # the caller's name travels in the User-Agent (localcloud.calls counts by it)
                 config = _CLIENT_CONFIG.merge(Config(user_agent_appid=caller))
-                made = session.client(service, endpoint_url=self.endpoint, config=config)
+                # DynamoDB straight to its own process (the main server would forward it)
+                endpoint = self.dynamodb.endpoint if service == "dynamodb" else self.endpoint
+                made = session.client(service, endpoint_url=endpoint, config=config)
                 self._clients[(service, key, caller)] = made
             return made
 
@@ -388,6 +439,7 @@ class MotoServer:
     def reset(self) -> None:
         """Drop all moto state and all containers (stop pollers first; they hold the runtime)."""
         self._post("/moto-api/reset", None)
+        self.dynamodb.reset()
         old, self.runtime = (
             self.runtime,
             LambdaRuntime(endpoint=self.endpoint, **self._runtime_args),
@@ -406,6 +458,7 @@ class MotoServer:
             self.runtime = None
         self._server.stop()
         self._server = None
+        self.dynamodb.stop()
         os.environ.pop("MOTO_PORT", None)
 
     def _post(self, path: str, body: Any) -> None:
