@@ -8,7 +8,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -405,3 +408,30 @@ def test_no_stored_segment_holds_a_value_of_any_record(cloud: LocalCloud, tmp_pa
     assert values
     leaked = sorted(v for v in values if v in text)
     assert leaked == []
+
+
+def test_the_platform_runs_in_a_process_of_its_own_and_a_fault_is_in_force_when_set_returns(
+    cloud: LocalCloud,
+) -> None:
+    # given
+    assert cloud.platform is not None
+    assert cloud.platform.pid not in (0, os.getpid())
+    assert os.path.exists(f"/proc/{cloud.platform.pid}")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def post_unauthenticated() -> int:
+        assert cloud.platform is not None
+        request = urllib.request.Request(  # noqa: S310 - the simulator, on loopback
+            cloud.platform.url + "/events", data=b"{}", method="POST"
+        )
+        try:
+            with opener.open(request, timeout=10) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as err:
+            return int(err.code)
+
+    # when / then: each answer follows the fault switch as soon as it is set
+    cloud.faults.set(parse(["platform=down"]))
+    assert post_unauthenticated() == 503
+    cloud.faults.set(Faults())
+    assert post_unauthenticated() == 401

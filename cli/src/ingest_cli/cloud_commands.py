@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
                 summary = follow(
                     cloud.client,
                     upload(cloud.client, path),
-                    platform_stats=platform.stats if platform else None,
+                    platform_stats=(lambda: platform.stats(with_ids=False)) if platform else None,
                     timeout=args.timeout,
                     progress=_say,
                     started=started,

@@ -19,7 +19,7 @@ from localcloud.calls import ESM, PLATFORM, XRAY_DAEMON
 from localcloud.control import ControlServer
 from localcloud.faults import Faults, FaultSpecError, FaultSwitch
 from localcloud.moto_server import MotoServer
-from localcloud.platform import PlatformSimulator
+from localcloud.platform_process import PlatformProcess
 from localcloud.pollers import EventSourcePollers
 from localcloud.xray_daemon import XRayDaemon
 
@@ -72,7 +72,7 @@ class LocalCloud:
         # the platform's IAM user's key: the simulator invokes enrichment and publishes consumed
         # notices with it (localcloud.access)
         self.platform_key: access.AccessKey | None = None
-        self.platform: PlatformSimulator | None = None
+        self.platform: PlatformProcess | None = None
         self.pollers: EventSourcePollers | None = None
         self.xray: XRayDaemon | None = None
         self.outputs: dict[str, str] = {}
@@ -105,12 +105,14 @@ class LocalCloud:
         self.platform_key = access.create_platform_identity(self.client("iam"))
         if self.external is None:
             secret = secrets.token_urlsafe(24)
-            self.platform = PlatformSimulator(
+            # the platform is another system: a process of its own (localcloud.platform_process)
+            self.platform = PlatformProcess(
+                endpoint=self.moto.endpoint,
+                region=self.moto.region,
+                key=self.platform_key,
                 client_id=CLIENT_ID,
                 client_secret=secret,
                 consumers=self._consumers,
-                enrich=self._enrich,
-                publish_consumed=self._publish_consumed,
                 faults=self.faults,
             )
             self.platform.start()
@@ -126,6 +128,8 @@ class LocalCloud:
             )
             outputs = deploy.deploy(self.client, stack, parameters=params, log=self._log_deploy)
             self.outputs.update(outputs)
+            if stack == "foundation" and self.platform is not None:
+                self.platform.set_topic(outputs["EventsConsumedTopicArn"])
             if stack == "publisher":
                 self.client("secretsmanager").put_secret_value(
                     SecretId=PLATFORM_CLIENT_SECRET,
@@ -226,25 +230,6 @@ class LocalCloud:
             TraceSegmentDocuments=documents
         )
         return answer
-
-    def _enrich(self, event_id: str) -> dict[str, Any]:
-        answer = self.platform_client("lambda").invoke(
-            FunctionName="gro-publisher-enrich", Payload=json.dumps({"id": event_id}).encode()
-        )
-        body: dict[str, Any] = json.loads(answer["Payload"].read())
-        if answer.get("FunctionError"):
-            raise RuntimeError(f"enrich failed: {body.get('errorType')}")
-        return body
-
-    def _publish_consumed(self, event_id: str) -> None:
-        topic = self.outputs.get("EventsConsumedTopicArn") or self._export(
-            "gro-foundation-EventsConsumedTopicArn"
-        )
-        self.platform_client("sns").publish(TopicArn=topic, Message=json.dumps({"id": event_id}))
-
-    def _export(self, name: str) -> str:
-        pages = self.client("cloudformation").get_paginator("list_exports").paginate()
-        return str(next(e["Value"] for page in pages for e in page["Exports"] if e["Name"] == name))
 
     def _log_deploy(self, line: str) -> None:
         self._log_line("deploy", json.dumps({"message": line}))

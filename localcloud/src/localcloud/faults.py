@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -120,14 +121,30 @@ class FaultSwitch:
         self._lock = threading.Lock()
         self._faults = faults or Faults()
         self._random = random.Random(seed)  # noqa: S311 - fault injection, not cryptography
+        self._listeners: list[Callable[[list[str]], None]] = []
 
     def get(self) -> Faults:
         with self._lock:
             return self._faults
 
     def set(self, faults: Faults) -> None:
+        """Put `faults` in force; each listener has been told (its specs) when this returns."""
         with self._lock:
             self._faults = faults
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(faults.specs())
+
+    def subscribe(self, listener: Callable[[list[str]], None]) -> None:
+        """Tell `listener` every change (a process of its own that injects faults: the platform
+        simulator's, localcloud.platform_process)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Callable[[list[str]], None]) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
 
     def chance(self, share: float) -> bool:
         """True with probability `share`."""
