@@ -15,10 +15,13 @@ One local cloud serves both measurements, in this order:
    the run's average size and batch size (DynamoDB batches sized from the request units, SQS
    batches from the entries), on bench tables, a bench queue, a bench topic subscribed to it,
    and a no-op function for Lambda's Invoke (so an Invoke costs what the emulator adds, not
-   what the pipeline's handler does). The pipeline's own code, its waits and its queues' depth
-   are not in it: the pipeline cannot beat this rate, and the ratio says how much of the time is
-   the emulator's and how much is ours. Receives that found a queue empty (pollers idling) are
-   not replayed; operations the replay does not know are listed with their share of the calls.
+   what the pipeline's handler does). DynamoDB is served by a moto server in a process of its
+   own (localcloud.dynamodb_process), in parallel with the main one: each server's share of the
+   calls is timed apart, and the busier server's time per record sets the ceiling. The
+   pipeline's own code, its waits and its queues' depth are not in it: the pipeline cannot beat
+   this rate, and the ratio says how much of the time is the emulator's and how much is ours.
+   Receives that found a queue empty (pollers idling) are not replayed; operations the replay
+   does not know are listed with their share of the calls.
 
 Prints both rates and their ratio; writes them to bench/out/e2e.json.
 """
@@ -340,11 +343,19 @@ def ceiling(
     order, unknown = replay.plan()
     seconds, spent = replay.run(order)
     total = sum(c["calls"] for c in mix.values()) / records
+    # DynamoDB is served by a process of its own (localcloud.dynamodb_process), in parallel with
+    # the main server: each serves its share of the calls, and the busier one sets the pace
+    per_server = {
+        server: sum(t for op, t in spent.items() if _server_of(op) == server)
+        for server in ("main", "dynamodb")
+    }
+    busiest = max(per_server.values())
     return {
-        "records_per_second": replayed / seconds,
+        "records_per_second": replayed / busiest,
         "calls_per_record": round(total, 3),
         "calls_replayed": len(order),
         "seconds": round(seconds, 2),
+        "server_seconds": {server: round(t, 2) for server, t in per_server.items()},
         # where the emulator's time per record goes, by operation (ms per record)
         "ms_per_record": {
             op: round(1000 * t / replayed, 2)
@@ -352,6 +363,10 @@ def ceiling(
         },
         "not_replayed_per_record": {op: round(n, 4) for op, n in sorted(unknown.items())},
     }
+
+
+def _server_of(operation: str) -> str:
+    return "dynamodb" if operation.startswith("dynamodb.") else "main"
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -382,7 +397,7 @@ def main() -> int:
         summary = follow(
             cloud.client,
             upload(cloud.client, path),
-            platform_stats=platform.stats,
+            platform_stats=lambda: platform.stats(with_ids=False),
             timeout=args.timeout,
             progress=say,
             started=started,
@@ -412,8 +427,10 @@ def main() -> int:
     missing = limit["not_replayed_per_record"]
     print(
         f"emulator ceiling for the same calls ({limit['calls_per_record']:g} per record, "
-        f"{limit['calls_replayed']:,} replayed in {limit['seconds']:,.1f} s from one client): "
-        f"{top:,.1f} records/s"
+        f"{limit['calls_replayed']:,} replayed from one client, one server after the other:"
+        f" main {limit['server_seconds']['main']:,.1f} s, DynamoDB"
+        f" {limit['server_seconds']['dynamodb']:,.1f} s; the busier sets the pace):"
+        f" {top:,.1f} records/s"
         + (
             f"; not replayed: {', '.join(f'{op} {n:g}/record' for op, n in missing.items())}"
             if missing
