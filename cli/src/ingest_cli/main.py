@@ -12,7 +12,6 @@ from typing import BinaryIO
 import msgspec
 from lxml import etree
 
-from ingest_cli import cloud_parsers
 from ingest_cli.keys import event_id_key
 from splitter.extract import (
     HEAD_BYTES,
@@ -298,7 +297,13 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
+# The commands that work on a file, with no cloud: one of them skips the cloud commands' parsers.
+_FILE_COMMANDS = frozenset({"validate", "transform", "sample"})
+
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; for a file `command`, without the cloud commands' (a
+    module of their own, which `ingest transform` need not load on every start)."""
     parser = argparse.ArgumentParser(
         prog="ingest", description="Check, transform and generate GRO death extracts."
     )
@@ -316,14 +321,18 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--out", required=True, help="output path, or - for stdout")
     sample.set_defaults(run=_sample)
-    # the cloud commands: their arguments only; their code (and boto3) loads when one runs
-    cloud_parsers.add_parsers(sub)
+    if command not in _FILE_COMMANDS:
+        # the cloud commands: their arguments only; their code (and boto3) loads when one runs
+        from ingest_cli import cloud_parsers
+
+        cloud_parsers.add_parsers(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ingest` command."""
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser(argv[0] if argv else None).parse_args(argv)
     file = getattr(args, "file", None)
     try:
         code: int = args.run(args)

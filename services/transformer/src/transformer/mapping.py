@@ -26,7 +26,7 @@ from contracts.events import (
     DeathNotification,
     RecordType,
 )
-from contracts.gro import AliasName, GroDeathRecord, PersonName
+from contracts.gro import AliasName, AliasNameType, GroDeathRecord, PersonName
 from transformer.rules import all_collapsed
 
 _encode = msgspec.json.Encoder().encode
@@ -78,20 +78,15 @@ def pair_aliases(record: GroDeathRecord) -> tuple[tuple[Alias, ...], tuple[str, 
     one type) leaves every alias unpaired: the types still travel, in order, beside them.
     """
     elements = record.aliases
-    names = [e.name for e in elements if isinstance(e, AliasName)]
-    types = [e.text for e in elements if not isinstance(e, AliasName)]
+    is_name = [type(e) is AliasName for e in elements]
+    names = [e.name for e in elements if type(e) is AliasName]
+    types = tuple([e.text for e in elements if type(e) is AliasNameType])
     n = len(names)
     # n names and n types, interleaved when the names stand at even places, else grouped when
-    # the names come first; a pairing needs one of the two
-    certain = n == len(types) and (
-        all(isinstance(e, AliasName) for e in elements[::2])
-        or all(isinstance(e, AliasName) for e in elements[:n])
-    )
-    if n and certain:
-        aliases = tuple([_alias(name, t or None) for name, t in zip(names, types, strict=True)])
-    else:
-        aliases = tuple([_alias(name, None) for name in names])
-    return aliases, tuple(types)
+    # the names come first; a pairing needs one of the two (all() of a list: no generator)
+    if n and n == len(types) and (all(is_name[::2]) or all(is_name[:n])):
+        return tuple([_alias(name, t or None) for name, t in zip(names, types, strict=True)]), types
+    return tuple([_alias(name, None) for name in names]), types
 
 
 def _address_lines(flat: str | None, building: str | None, lines: tuple[str, ...]) -> list[str]:
