@@ -529,3 +529,37 @@ def test_the_simulator_only_binds_to_loopback(fakes: Fakes) -> None:
             publish_consumed=fakes.publish_consumed,
             host="0.0.0.0",  # noqa: S104 (refused: that is the point)
         )
+
+
+def test_each_consumer_reads_up_to_its_workers_events_at_a_time_and_each_once(
+    make_platform: Callable[..., PlatformSimulator], fakes: Fakes
+) -> None:
+    # given: 2 consumers of 3 workers each, and an enrichment that takes a while
+    platform = make_platform(consumers=2, consumer_workers=3)
+    lock = threading.Lock()
+    in_flight: dict[str, int] = {}
+    most: dict[str, int] = {}
+
+    def slow(source_id: str) -> dict[str, Any]:
+        consumer = threading.current_thread().name
+        with lock:
+            in_flight[consumer] = in_flight.get(consumer, 0) + 1
+            most[consumer] = max(most.get(consumer, 0), in_flight[consumer])
+        time.sleep(0.1)
+        with lock:
+            in_flight[consumer] -= 1
+        return {"statusCode": 200, "payload": dict(PAYLOAD, sourceId=source_id)}
+
+    fakes.enrich_answer = slow
+    token = get_token(platform)
+    ids = [f"evt-{n}" for n in range(12)]
+    # when
+    for source_id in ids:
+        assert post_event(platform, token, dict(EVENT, id=source_id))[0] == 201
+    assert platform.wait_idle(10)
+    # then: three at a time per consumer, never more; every event enriched once per consumer
+    assert most == {"platform-consumer-0": 3, "platform-consumer-1": 3}
+    assert sorted(fakes.enrich_calls) == sorted(
+        (f"platform-consumer-{c}", source_id) for c in (0, 1) for source_id in ids
+    )
+    assert sorted(fakes.consumed) == sorted(ids)

@@ -37,6 +37,9 @@ from localcloud.faults import FaultSwitch, parse
 from localcloud.platform import STATS_PATH, PlatformStats
 
 _IDLE_POLL_SECONDS = 0.05
+# Events each consumer reads at a time: a real platform's consumers are concurrent, and one
+# event at a time made the simulator, not the pipeline, the slowest stage of a local run.
+CONSUMER_WORKERS = 4
 
 
 class PlatformProcess:
@@ -203,6 +206,7 @@ def main() -> None:
         enrich=enrich,
         publish_consumed=publish_consumed,
         faults=switch,
+        consumer_workers=CONSUMER_WORKERS,
     )
     simulator.start()
     print(simulator.url, flush=True)
