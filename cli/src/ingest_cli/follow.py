@@ -100,6 +100,9 @@ def _source_exists(clients: Callable[[str], Any], file: FileRef) -> bool:
         return False
 
 
+STORE_COUNT_SECONDS = 10.0
+
+
 def follow(
     clients: Callable[[str], Any],
     file: FileRef,
@@ -124,12 +127,21 @@ def follow(
     # the platform's counters are its own, since it started: count from here
     base = platform_stats() if platform_stats else None
     base_enriched, base_consumed = (base.enriched, base.consumed) if base else (0, 0)
+    counted_at = float("-inf")
+    stored = 0
     while True:
         state = ledger.progress(fid)
         execution = _execution(clients, exports["gro-foundation-StateMachineArn"], fid)
         status = execution["status"] if execution else "PENDING"
         stats = platform_stats() if platform_stats else None
-        stored = store.count_for_file(fid)
+        terminal = status in TERMINAL_EXECUTION
+        quiet = terminal and (stats is None or settled())
+        # Counting the store reads every item in it (a Scan: on AWS, read units for the whole
+        # table): while the run goes on, every STORE_COUNT_SECONDS; once it may be over, at
+        # every look, so that the end is seen at once and counted exactly.
+        if quiet or time.monotonic() - counted_at >= STORE_COUNT_SECONDS:
+            stored = store.count_for_file(fid)
+            counted_at = time.monotonic()
         line = (
             f"{status.lower():9} emitted {state.emitted if state.emitted is not None else '?'}"
             f" | published {state.published} | rejected {state.rejected}"
@@ -141,13 +153,15 @@ def follow(
         if line != last_line:
             progress(f"[{time.monotonic() - started:6.1f}s] {line}")
             last_line = line
-        done = status in TERMINAL_EXECUTION
+        done = terminal
         if done and stats is not None and status == "SUCCEEDED":
             # the platform's consumers and the reaper finish after the file does
-            done = stored == 0 and settled()
+            done = stored == 0 and quiet
         if done or time.monotonic() > deadline:
             break
         time.sleep(1.0)
+    if not quiet:  # out of time: the summary's count is taken now, not up to a period ago
+        stored = store.count_for_file(fid)
     emitted = state.emitted or 0
     transformed = state.published + _dead_lettered_after_transform(db, ledger_table, fid, state)
     reason = state.reason
