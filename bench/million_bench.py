@@ -77,100 +77,33 @@ def sample(records: int) -> Path:
 # -- ledger writes per key, counted in the emulator ----------------------------------------------
 
 
-class KeyWrites:
-    """Counts the writes that reach moto's DynamoDB for one table, per partition key, and the
-    most one key took within one second. Patches the backend of this process's moto server."""
-
-    def __init__(self, table: str) -> None:
-        self.table = table
-        self.total: Counter[str] = Counter()
-        self.peak_per_second: Counter[str] = Counter()
-        self._second = 0
-        self._this_second: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def add(self, table: str | None, key: Any) -> None:
-        if table != self.table or not isinstance(key, dict) or "pk" not in key:
-            return
-        pk = key["pk"]
-        pk = pk.get("S") if isinstance(pk, dict) else getattr(pk, "value", str(pk))
-        now = int(time.monotonic())
-        with self._lock:
-            if now != self._second:
-                self._roll()
-                self._second = now
-            self.total[pk] += 1
-            self._this_second[pk] += 1
-
-    def _roll(self) -> None:
-        for pk, n in self._this_second.items():
-            if n > self.peak_per_second[pk]:
-                self.peak_per_second[pk] = n
-        self._this_second.clear()
-
-    def install(self) -> None:
-        from moto.dynamodb.models import DynamoDBBackend
-
-        counter = self
-        put, update, delete = (
-            DynamoDBBackend.put_item,
-            DynamoDBBackend.update_item,
-            DynamoDBBackend.delete_item,
+def ledger_writes(counted: dict[str, dict[str, list[int]]]) -> dict[str, Any]:
+    """The ledger's writes per key, by kind of key: counted where DynamoDB is served (the local
+    cloud's DynamoDB process, `calls.KeyWrites`), each key with the most it took in one second."""
+    keys = counted.get(LEDGER_TABLE, {})
+    kinds: dict[str, list[str]] = {}
+    for pk in keys:
+        kind = (
+            "block"
+            if "#blk#" in pk
+            else "record"
+            if pk.startswith("rec#")
+            else "file"
+            if pk.startswith("file#")
+            else pk
         )
-        transact = DynamoDBBackend.transact_write_items
-
-        def put_item(
-            self: Any, table_name: str, item_attrs: dict[str, Any], *a: Any, **k: Any
-        ) -> Any:
-            counter.add(table_name, item_attrs)
-            return put(self, table_name, item_attrs, *a, **k)
-
-        def update_item(self: Any, table_name: str, key: dict[str, Any], *a: Any, **k: Any) -> Any:
-            counter.add(table_name, key)
-            return update(self, table_name, key, *a, **k)
-
-        def delete_item(self: Any, table_name: str, key: dict[str, Any], *a: Any, **k: Any) -> Any:
-            counter.add(table_name, key)
-            return delete(self, table_name, key, *a, **k)
-
-        def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> Any:
-            for entry in transact_items:
-                for op in entry.values():
-                    counter.add(op.get("TableName"), op.get("Key") or op.get("Item"))
-            return transact(self, transact_items)
-
-        DynamoDBBackend.put_item = put_item  # type: ignore[method-assign]
-        DynamoDBBackend.update_item = update_item  # type: ignore[method-assign]
-        DynamoDBBackend.delete_item = delete_item  # type: ignore[method-assign]
-        DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
-
-    def report(self) -> dict[str, Any]:
-        with self._lock:
-            self._roll()
-            total, peaks = Counter(self.total), Counter(self.peak_per_second)
-        kinds: dict[str, list[str]] = {}
-        for pk in total:
-            kind = (
-                "block"
-                if "#blk#" in pk
-                else "record"
-                if pk.startswith("rec#")
-                else "file"
-                if pk.startswith("file#")
-                else pk
-            )
-            kinds.setdefault(kind, []).append(pk)
-        out: dict[str, Any] = {}
-        for kind, keys in sorted(kinds.items()):
-            counts = [total[k] for k in keys]
-            out[kind] = {
-                "keys": len(keys),
-                "writes": sum(counts),
-                "max_per_key": max(counts),
-                "mean_per_key": round(sum(counts) / len(keys), 1),
-                "max_per_key_in_one_second": max(peaks[k] for k in keys),
-            }
-        return out
+        kinds.setdefault(kind, []).append(pk)
+    out: dict[str, Any] = {}
+    for kind, names in sorted(kinds.items()):
+        counts = [keys[k][0] for k in names]
+        out[kind] = {
+            "keys": len(names),
+            "writes": sum(counts),
+            "max_per_key": max(counts),
+            "mean_per_key": round(sum(counts) / len(names), 1),
+            "max_per_key_in_one_second": max(keys[k][1] for k in names),
+        }
+    return out
 
 
 # -- the splitter's memory -----------------------------------------------------------------------
@@ -273,8 +206,6 @@ def main() -> int:
     path = sample(args.records)
     size = path.stat().st_size
 
-    writes = KeyWrites(LEDGER_TABLE)
-    writes.install()
     memory = SplitterMemory()
     result: dict[str, Any] = {"records": args.records, "file_bytes": size}
     t0 = time.monotonic()
@@ -313,6 +244,8 @@ def main() -> int:
         seen = history(cloud, arn)
         progress = ledger.progress(fid)
         memory.stop()
+        assert cloud.moto is not None
+        writes = ledger_writes(cloud.moto.dynamodb.key_writes())
     result.update(
         minutes=round(elapsed / 60, 2),
         emitted=seen["emitted"],
@@ -324,7 +257,7 @@ def main() -> int:
         checks=seen["checks"],
         history_events=seen["events"],
         status=seen["status"],
-        ledger_writes=writes.report(),
+        ledger_writes=writes,
         splitter_peak_rss_mb=round(max(memory.peak_kb.values(), default=0) / 1024, 1),
         splitter_containers=len(memory.peak_kb),
     )

@@ -132,3 +132,39 @@ def test_the_functions_dynamodb_calls_reach_it_directly_and_are_counted(
     assert calls["gro-publisher-publish"]["dynamodb.Scan"]["calls"] == 1
     assert env["AWS_ENDPOINT_URL_DYNAMODB"] == cloud.dynamodb.endpoint
     assert env["AWS_ENDPOINT_URL"] == cloud.endpoint
+
+
+def test_writes_are_counted_per_partition_key_with_the_most_in_one_second(
+    cloud: MotoServer,
+) -> None:
+    # given
+    name = _tables(cloud)[1]  # the ledger: keyed by pk alone
+    function = boto3.client(
+        "dynamodb",
+        endpoint_url=cloud.dynamodb.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(user_agent_appid="gro-reaper-consumed"),
+    )
+    # when: three writes to one key (a put, an update, a batched put), one to another
+    function.put_item(TableName=name, Item={"pk": {"S": "hot"}, "n": {"N": "1"}})
+    function.update_item(
+        TableName=name,
+        Key={"pk": {"S": "hot"}},
+        UpdateExpression="SET n = :n",
+        ExpressionAttributeValues={":n": {"N": "2"}},
+    )
+    function.batch_write_item(
+        RequestItems={
+            name: [
+                {"PutRequest": {"Item": {"pk": {"S": "hot"}}}},
+                {"PutRequest": {"Item": {"pk": {"S": "cold"}}}},
+            ]
+        }
+    )
+    function.get_item(TableName=name, Key={"pk": {"S": "hot"}})  # a read: not counted
+    # then
+    writes = cloud.dynamodb.key_writes()[name]
+    assert writes["hot"][0] == 3 and 1 <= writes["hot"][1] <= 3
+    assert writes["cold"] == [1, 1]

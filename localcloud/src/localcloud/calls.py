@@ -72,6 +72,7 @@ _DYNAMODB_UNITS = _DYNAMODB_WRITES | frozenset(
     {"GetItem", "BatchGetItem", "BatchWriteItem", "TransactWriteItems", "TransactGetItems"}
     | {"Query", "Scan"}
 )
+_KEY_WRITES = _DYNAMODB_WRITES | frozenset({"BatchWriteItem", "TransactWriteItems"})
 _SQS_ENTRIES = frozenset({"SendMessageBatch", "DeleteMessageBatch", "ChangeMessageVisibilityBatch"})
 
 
@@ -172,6 +173,44 @@ class UsagePeer(Protocol):
     def since(self, mark: int | None) -> dict[str, Any]: ...
 
 
+class KeyWrites:
+    """DynamoDB writes per partition key, by table, and the most one key took within one second
+    (DynamoDB serves a partition key at most 1,000 write units a second): what shows whether a
+    key is hot. Counted where DynamoDB is served (localcloud.dynamodb_process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._total: dict[tuple[str, str], int] = {}
+        self._peak: dict[tuple[str, str], int] = {}
+        self._second = 0
+        self._this_second: dict[tuple[str, str], int] = {}
+
+    def add(self, table: str, key: str) -> None:
+        now = int(time.monotonic())
+        with self._lock:
+            if now != self._second:
+                self._roll()
+                self._second = now
+            k = (table, key)
+            self._total[k] = self._total.get(k, 0) + 1
+            self._this_second[k] = self._this_second.get(k, 0) + 1
+
+    def document(self) -> dict[str, dict[str, list[int]]]:
+        """{table: {key: [writes, most in one second]}}."""
+        with self._lock:
+            self._roll()
+            out: dict[str, dict[str, list[int]]] = {}
+            for (table, key), total in self._total.items():
+                out.setdefault(table, {})[key] = [total, self._peak.get((table, key), 0)]
+            return out
+
+    def _roll(self) -> None:
+        for k, n in self._this_second.items():
+            if n > self._peak.get(k, 0):
+                self._peak[k] = n
+        self._this_second.clear()
+
+
 class Usage:
     """Thread-safe tallies of a local cloud's AWS usage; see the module docstring."""
 
@@ -187,6 +226,7 @@ class Usage:
         self._next_mark = 0
         self._rest = _RestOperations()
         self._peers: list[UsagePeer] = []
+        self.key_writes = KeyWrites()
 
     def add_peer(self, peer: UsagePeer) -> None:
         """Count `peer`'s calls as this cloud's too (`mark` and `since` span both)."""
@@ -208,6 +248,8 @@ class Usage:
                 sizes = self._dynamodb_sizes(request, body)
                 answer = _collect(app(environ, start_response))
                 self._dynamodb_units(count, request, body, answer, sizes)
+                if request.operation in _KEY_WRITES:
+                    self._count_key_writes(request.region, body, request.operation)
             elif request.service == "sqs" and request.operation == "ReceiveMessage":
                 answer = _collect(app(environ, start_response))
                 received = _json(answer).get("Messages") or []
@@ -434,30 +476,29 @@ class Usage:
             factor = 2 if op == "TransactWriteItems" else 1
             count.write_units += sum(factor * _units(s, WRITE_UNIT) for s in sizes)
 
+    def _count_key_writes(self, region: str, body: bytes, op: str) -> None:
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.dynamodb.models import dynamodb_backends
+
+        written = _named_items(_json(body), op)
+        with self._dynamodb_lock:
+            try:
+                backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][region]
+                hash_keys = {t: backend.get_table(t).hash_key_attr for t, _ in written}
+            except Exception:  # an unknown table: the call failed, nothing was written
+                return
+        for table, item in written:
+            value = item.get(hash_keys[table]) or {}
+            key = next(iter(value.values()), None) if isinstance(value, dict) else None
+            if isinstance(key, str):
+                self.key_writes.add(table, key)
+
     def _stored_sizes(self, region: str, payload: Mapping[str, Any], op: str) -> list[int]:
         """The current size of each item `payload` names (0 for an absent one)."""
         from moto.core import DEFAULT_ACCOUNT_ID
         from moto.dynamodb.models import dynamodb_backends
 
-        wanted: list[tuple[str, dict[str, Any]]] = []
-        if op in ("GetItem", "UpdateItem", "DeleteItem"):
-            wanted.append((payload.get("TableName", ""), payload.get("Key") or {}))
-        elif op == "PutItem":
-            wanted.append((payload.get("TableName", ""), payload.get("Item") or {}))
-        elif op == "BatchGetItem":
-            for table, spec in (payload.get("RequestItems") or {}).items():
-                wanted.extend((table, key) for key in spec.get("Keys") or [])
-        elif op == "BatchWriteItem":
-            for table, writes in (payload.get("RequestItems") or {}).items():
-                for write in writes:
-                    put, delete = write.get("PutRequest"), write.get("DeleteRequest")
-                    item = (put or {}).get("Item") or (delete or {}).get("Key") or {}
-                    wanted.append((table, item))
-        elif op in ("TransactWriteItems", "TransactGetItems"):
-            for entry in payload.get("TransactItems") or []:
-                for spec in entry.values():
-                    key = spec.get("Key") or spec.get("Item") or {}
-                    wanted.append((spec.get("TableName", ""), key))
+        wanted = _named_items(payload, op)
         sizes = []
         with self._dynamodb_lock:
             try:
@@ -475,6 +516,30 @@ class Usage:
                 except Exception:  # an unknown table or a malformed key: the call fails too
                     sizes.append(0)
         return sizes
+
+
+def _named_items(payload: Mapping[str, Any], op: str) -> list[tuple[str, dict[str, Any]]]:
+    """Each (table, key or item) a DynamoDB request names."""
+    wanted: list[tuple[str, dict[str, Any]]] = []
+    if op in ("GetItem", "UpdateItem", "DeleteItem"):
+        wanted.append((payload.get("TableName", ""), payload.get("Key") or {}))
+    elif op == "PutItem":
+        wanted.append((payload.get("TableName", ""), payload.get("Item") or {}))
+    elif op == "BatchGetItem":
+        for table, spec in (payload.get("RequestItems") or {}).items():
+            wanted.extend((table, key) for key in spec.get("Keys") or [])
+    elif op == "BatchWriteItem":
+        for table, writes in (payload.get("RequestItems") or {}).items():
+            for write in writes:
+                put, delete = write.get("PutRequest"), write.get("DeleteRequest")
+                item = (put or {}).get("Item") or (delete or {}).get("Key") or {}
+                wanted.append((table, item))
+    elif op in ("TransactWriteItems", "TransactGetItems"):
+        for entry in payload.get("TransactItems") or []:
+            for spec in entry.values():
+                key = spec.get("Key") or spec.get("Item") or {}
+                wanted.append((spec.get("TableName", ""), key))
+    return wanted
 
 
 def _function_document(

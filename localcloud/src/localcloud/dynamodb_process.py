@@ -18,7 +18,8 @@ server, in a child process, that serves DynamoDB only:
   missing ones and drops those the stacks no longer have; items live in the child only.
 - **Counted where served**: the child counts its requests with the same `calls.Usage`, sizing
   request units from the items it holds; the main server's usage merges the child's
-  (`Usage.add_peer`) so `ingest run --json` and `ingest cost` see one cloud.
+  (`Usage.add_peer`) so `ingest run --json` and `ingest cost` see one cloud. It also counts
+  writes per partition key (`key_writes()`: how hot each key ran).
 
 The child exits when its parent does (it reads its stdin until the pipe closes).
 """
@@ -42,6 +43,7 @@ SYNC_PATH = "/_localcloud/dynamodb/sync"
 _TABLES_PATH = "/_localcloud/dynamodb/tables"
 _MARK_PATH = "/_localcloud/calls/mark"
 _CALLS_PATH = "/_localcloud/calls"
+_KEY_WRITES_PATH = "/_localcloud/dynamodb/key-writes"
 _TARGETS = ("DynamoDB_", "DynamoDBStreams_")
 # not forwarded: they describe the connection to the main server, not the request
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
@@ -143,6 +145,14 @@ class DynamoDBProcess:
             raise RuntimeError(f"DynamoDB server process: usage: {status} {reason}")
         usage: dict[str, Any] = json.loads(data)
         return usage
+
+    def key_writes(self) -> dict[str, dict[str, list[int]]]:
+        """Writes per partition key by table, with the most in one second (calls.KeyWrites)."""
+        status, reason, _, data = self.request("GET", _KEY_WRITES_PATH)
+        if status != 200:
+            raise RuntimeError(f"DynamoDB server process: key writes: {status} {reason}")
+        document: dict[str, dict[str, list[int]]] = json.loads(data)
+        return document
 
     # -- the main server's side ---------------------------------------------------------------
 
@@ -267,6 +277,8 @@ def _control(usage: Usage, app: WSGIApp) -> WSGIApp:
             answer = _apply_tables(json.loads(environ["wsgi.input"].read(length)))
         elif path == _MARK_PATH and method == "POST":
             answer = {"mark": usage.mark()}
+        elif path == _KEY_WRITES_PATH and method == "GET":
+            answer = usage.key_writes.document()
         elif path == _CALLS_PATH and method == "GET":
             since = parse_qs(str(environ.get("QUERY_STRING") or "")).get("since")
             answer = usage.since(int(since[0]) if since else None)
