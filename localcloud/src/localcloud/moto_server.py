@@ -358,7 +358,10 @@ def _uninstall_patches() -> None:
     Message.mark_received = _originals.pop("mark_received")
     DynamoHandler.call_action = _originals.pop("dynamodb_call_action")
     LambdaFunction.invoke = _originals.pop("invoke")
-    LambdaFunction._invoke_lambda = _originals.pop("_invoke_lambda")
+    # Left in place: a state machine still running when the cloud stops goes on invoking in
+    # moto's threads, and moto's own path would try Docker (printing its failure to stdout);
+    # with no runtime attached, ours answers Runtime.Unavailable instead.
+    _originals.pop("_invoke_lambda")
     del Queue.lambda_event_source_mappings
     message_move.uninstall()
     SQSBackend.send_message = _originals.pop("send_message")
