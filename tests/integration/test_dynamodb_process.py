@@ -168,3 +168,20 @@ def test_writes_are_counted_per_partition_key_with_the_most_in_one_second(
     writes = cloud.dynamodb.key_writes()[name]
     assert writes["hot"][0] == 3 and 1 <= writes["hot"][1] <= 3
     assert writes["cold"] == [1, 1]
+
+
+def test_a_table_made_through_the_api_survives_the_next_deploys_sync(cloud: MotoServer) -> None:
+    # given
+    direct = _client(cloud.dynamodb.endpoint)
+    direct.create_table(
+        TableName="made-by-hand",
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    # when: a deploy, whose fix-ups sync the stacks' tables
+    names = _tables(cloud)
+    # then
+    listed = direct.list_tables()["TableNames"]
+    assert "made-by-hand" in listed
+    assert set(names) <= set(listed)

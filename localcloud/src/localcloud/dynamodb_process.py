@@ -15,7 +15,8 @@ server, in a child process, that serves DynamoDB only:
   backend, where nothing reads them. After every local deploy (`fixups.apply`), `POST
   /_localcloud/dynamodb/sync` on the main server copies each table's definition (keys,
   attributes, indexes, billing, stream, encryption, tags, TTL, PITR) into the child, creates the
-  missing ones and drops those the stacks no longer have; items live in the child only.
+  missing ones and drops those the stacks no longer have (a table made through DynamoDB's own
+  API is never dropped); items live in the child only.
 - **Counted where served**: the child counts its requests with the same `calls.Usage`, sizing
   request units from the items it holds; the main server's usage merges the child's
   (`Usage.add_peer`) so `ingest run --json` and `ingest cost` see one cloud. It also counts
@@ -232,6 +233,10 @@ def _index(index: Any) -> dict[str, Any]:
 # --- in the child ---------------------------------------------------------------------------------
 
 
+# the tables a sync made or kept: only those may a later sync drop
+_from_templates: set[str] = set()
+
+
 def _apply_tables(document: dict[str, Any]) -> dict[str, Any]:
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.dynamodb.models import dynamodb_backends
@@ -244,6 +249,8 @@ def _apply_tables(document: dict[str, Any]) -> dict[str, Any]:
     with dynamodb_lock:
         for name, table in list(backend.tables.items()):
             spec = wanted.get(name)
+            if spec is None and name not in _from_templates:
+                continue  # made through DynamoDB's own API: not the stacks' to drop
             if spec is None or _keys(table) != _keys_of(spec):
                 table.deletion_protection_enabled = False  # the stack let it go: so do we
                 backend.delete_table(name)
@@ -252,6 +259,7 @@ def _apply_tables(document: dict[str, Any]) -> dict[str, Any]:
             if name not in backend.tables:
                 backend.create_table(name, **spec["params"])
                 created.append(name)
+            _from_templates.add(name)
             table = backend.tables[name]
             table.ttl = spec["ttl"] if spec["ttl"] else table.ttl
             table.continuous_backups = spec["continuous_backups"]
