@@ -22,29 +22,26 @@ server, in a child process, that serves DynamoDB only:
   (`Usage.add_peer`) so `ingest run --json` and `ingest cost` see one cloud. It also counts
   writes per partition key (`key_writes()`: how hot each key ran).
 
-The child exits when its parent does (it reads its stdin until the pipe closes).
+The child (`localcloud.dynamodb_server`) exits when its parent does: it reads its stdin until
+the pipe closes.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
-import logging
 import os
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qs
-
-from localcloud.calls import Usage
 
 SYNC_PATH = "/_localcloud/dynamodb/sync"
-_TABLES_PATH = "/_localcloud/dynamodb/tables"
-_MARK_PATH = "/_localcloud/calls/mark"
-_CALLS_PATH = "/_localcloud/calls"
-_KEY_WRITES_PATH = "/_localcloud/dynamodb/key-writes"
+TABLES_PATH = "/_localcloud/dynamodb/tables"
+MARK_PATH = "/_localcloud/calls/mark"
+CALLS_PATH = "/_localcloud/calls"
+KEY_WRITES_PATH = "/_localcloud/dynamodb/key-writes"
 _TARGETS = ("DynamoDB_", "DynamoDBStreams_")
 # not forwarded: they describe the connection to the main server, not the request
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
@@ -68,7 +65,7 @@ class DynamoDBProcess:
     def start(self) -> None:
         """Start the child and wait for its port."""
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "localcloud.dynamodb_process"],
+            [sys.executable, "-m", "localcloud.dynamodb_server"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -137,11 +134,11 @@ class DynamoDBProcess:
     # -- usage: the child's counts, merged into the main server's ----------------------------
 
     def mark(self) -> int:
-        return int(self.post_json(_MARK_PATH, None)["mark"])
+        return int(self.post_json(MARK_PATH, None)["mark"])
 
     def since(self, mark: int | None) -> dict[str, Any]:
         query = "" if mark is None else f"?since={mark}"
-        status, reason, _, data = self.request("GET", _CALLS_PATH + query)
+        status, reason, _, data = self.request("GET", CALLS_PATH + query)
         if status != 200:
             raise RuntimeError(f"DynamoDB server process: usage: {status} {reason}")
         usage: dict[str, Any] = json.loads(data)
@@ -149,7 +146,7 @@ class DynamoDBProcess:
 
     def key_writes(self) -> dict[str, dict[str, list[int]]]:
         """Writes per partition key by table, with the most in one second (calls.KeyWrites)."""
-        status, reason, _, data = self.request("GET", _KEY_WRITES_PATH)
+        status, reason, _, data = self.request("GET", KEY_WRITES_PATH)
         if status != 200:
             raise RuntimeError(f"DynamoDB server process: key writes: {status} {reason}")
         document: dict[str, dict[str, list[int]]] = json.loads(data)
@@ -198,7 +195,7 @@ class DynamoDBProcess:
 
         backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][region]
         tables = [_table_spec(table) for table in list(backend.tables.values())]
-        answer: dict[str, Any] = self.post_json(_TABLES_PATH, {"region": region, "tables": tables})
+        answer: dict[str, Any] = self.post_json(TABLES_PATH, {"region": region, "tables": tables})
         return answer
 
 
@@ -228,95 +225,3 @@ def _index(index: Any) -> dict[str, Any]:
     described: dict[str, Any] = index.describe()
     wanted = ("IndexName", "KeySchema", "Projection", "ProvisionedThroughput")
     return {k: described[k] for k in wanted if described.get(k) is not None}
-
-
-# --- in the child ---------------------------------------------------------------------------------
-
-
-# the tables a sync made or kept: only those may a later sync drop
-_from_templates: set[str] = set()
-
-
-def _apply_tables(document: dict[str, Any]) -> dict[str, Any]:
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.dynamodb.models import dynamodb_backends
-
-    from localcloud.moto_server import dynamodb_lock
-
-    backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][document["region"]]
-    wanted = {spec["name"]: spec for spec in document["tables"]}
-    created, dropped = [], []
-    with dynamodb_lock:
-        for name, table in list(backend.tables.items()):
-            spec = wanted.get(name)
-            if spec is None and name not in _from_templates:
-                continue  # made through DynamoDB's own API: not the stacks' to drop
-            if spec is None or _keys(table) != _keys_of(spec):
-                table.deletion_protection_enabled = False  # the stack let it go: so do we
-                backend.delete_table(name)
-                dropped.append(name)
-        for name, spec in wanted.items():
-            if name not in backend.tables:
-                backend.create_table(name, **spec["params"])
-                created.append(name)
-            _from_templates.add(name)
-            table = backend.tables[name]
-            table.ttl = spec["ttl"] if spec["ttl"] else table.ttl
-            table.continuous_backups = spec["continuous_backups"]
-    return {"created": created, "dropped": [n for n in dropped if n not in created]}
-
-
-def _keys(table: Any) -> Any:
-    return json.dumps([table.schema, table.attr], sort_keys=True)
-
-
-def _keys_of(spec: dict[str, Any]) -> Any:
-    return json.dumps([spec["params"]["schema"], spec["params"]["attr"]], sort_keys=True)
-
-
-def _control(usage: Usage, app: WSGIApp) -> WSGIApp:
-    """The child's own routes: table sync and its usage counts."""
-
-    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        path, method = environ.get("PATH_INFO"), environ["REQUEST_METHOD"]
-        answer: Any
-        if path == _TABLES_PATH and method == "POST":
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            answer = _apply_tables(json.loads(environ["wsgi.input"].read(length)))
-        elif path == _MARK_PATH and method == "POST":
-            answer = {"mark": usage.mark()}
-        elif path == _KEY_WRITES_PATH and method == "GET":
-            answer = usage.key_writes.document()
-        elif path == _CALLS_PATH and method == "GET":
-            since = parse_qs(str(environ.get("QUERY_STRING") or "")).get("since")
-            answer = usage.since(int(since[0]) if since else None)
-        else:
-            return app(environ, start_response)
-        start_response("200 OK", [("Content-Type", "application/json")])
-        return [json.dumps(answer).encode()]
-
-    return serve
-
-
-def main() -> None:
-    """Serve DynamoDB on a free loopback port (printed), until stdin closes."""
-    from moto.server import ThreadedMotoServer
-
-    from localcloud.moto_server import dynamodb_lock, install_dynamodb_patches
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    logging.getLogger("moto").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    install_dynamodb_patches()
-    usage = Usage(dynamodb_lock=dynamodb_lock)
-    assert server._server is not None
-    server._server.app = _control(usage, usage.middleware(server._server.app))
-    _, port = server.get_host_and_port()
-    print(port, flush=True)
-    sys.stdin.read()  # the parent's pipe: closed when it stops, or when it dies
-    server.stop()
-
-
-if __name__ == "__main__":
-    main()
