@@ -563,3 +563,19 @@ def test_each_consumer_reads_up_to_its_workers_events_at_a_time_and_each_once(
         (f"platform-consumer-{c}", source_id) for c in (0, 1) for source_id in ids
     )
     assert sorted(fakes.consumed) == sorted(ids)
+
+
+def test_flaky_fails_an_event_at_most_twice_in_a_row(
+    make_platform: Callable[..., PlatformSimulator],
+) -> None:
+    # given: a platform that fails every POST it may
+    from localcloud.faults import FaultSwitch, parse
+
+    platform = make_platform(faults=FaultSwitch(parse(["platform=flaky:1"])))
+    token = get_token(platform)
+    # when: one event is posted until it is accepted
+    answers = [post_event(platform, token)[0] for _ in range(3)]
+    # then: its third attempt in a row is spared; the next event starts a streak of its own
+    assert answers[:2] in ([500, 500], [500, 429], [429, 500], [429, 429])
+    assert answers[2] == 201
+    assert post_event(platform, token, dict(EVENT, id="evt-2"))[0] in (500, 429)

@@ -3,7 +3,8 @@ see the pipeline recover. Faults live in the local cloud's glue (the platform si
 Lambda runtime, the pollers), never in a service's code path.
 
 - `platform=down`: every POST /events answers 503; `platform=up`: it behaves again;
-- `platform=flaky:P`: a share P of POST /events answer 500 or 429, at random;
+- `platform=flaky:P`: a share P of POST /events answer 500 or 429, at random; an event's third
+  attempt in a row is spared, so the retries outlast the faults;
 - `platform=accept-then-fail:P`: a share P of new events are stored by the platform and then
   answered 504, so the retry meets a 409;
 - `crash=SERVICE:P`: a share P of SERVICE's queue invocations handle the first half of their

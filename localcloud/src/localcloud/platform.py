@@ -48,6 +48,7 @@ EVENT_KEYS = frozenset({"eventType", "eventTime", "id"})
 
 ENRICH_ATTEMPTS = 5  # per event and consumer; then that consumer gives up on the event
 PUBLISH_ATTEMPTS = 5  # for the consumed notice
+FLAKY_SPARED_AFTER = 2  # platform=flaky fails an event at most this many times in a row
 RETRY_BACKOFF_SECONDS = 0.02  # doubled after every failed attempt
 STOP_JOIN_SECONDS = 2.0  # stop() waits at most about this long in total for worker threads
 
@@ -363,6 +364,7 @@ class PlatformSimulator:
         self._ids: set[str] = set()
         self._bodies: list[dict[str, str]] = []
         self._tracking: dict[str, _Tracking] = {}
+        self._flaky_streak: dict[str, int] = {}  # event id -> flaky failures in a row
         self._outstanding = 0  # (event, consumer) pairs not finished (consumed notice included)
         self._queues: list[queue.SimpleQueue[str | None]] = [
             queue.SimpleQueue() for _ in range(consumers)
@@ -583,11 +585,31 @@ class PlatformSimulator:
                 return False
             return True
 
+    def _flaky_spares(self, body: bytes) -> bool:
+        """Whether `platform=flaky` lets this event through though its dice said fail: an
+        event's third attempt in a row is spared, so the pipeline's retries always outlast the
+        faults (as `crash=` spares a message's third delivery)."""
+        try:
+            source_id = json.loads(body).get("id")
+        except (ValueError, AttributeError):
+            return False
+        if not isinstance(source_id, str):
+            return False
+        with self._lock:
+            streak = self._flaky_streak.get(source_id, 0)
+            if streak >= FLAKY_SPARED_AFTER:
+                del self._flaky_streak[source_id]
+                return True
+            self._flaky_streak[source_id] = streak + 1
+            return False
+
     def _post_event(self, request: _Handler) -> tuple[int, dict[str, Any], dict[str, str]]:
         faults = self._faults.get()
         with self._lock:
             self._stats.posts += 1
             injected = self._failures.popleft() if self._failures else None
+        body: bytes | None = None
+        read = False  # whether the body was read (or its reading refused) already
         if injected is None and faults.platform == "down":
             injected = 503
         elif (
@@ -596,14 +618,21 @@ class PlatformSimulator:
             and self._faults.chance(faults.platform_rate)
         ):
             injected = self._faults.choice((500, 429))
+            read = True
+            with contextlib.suppress(_Rejection):
+                body = request.read_body()  # (also keeps the connection usable)
+            if body is not None and self._flaky_spares(body):
+                injected = None
         try:
             if injected is not None:
-                with contextlib.suppress(_Rejection):
-                    request.read_body()  # keep the connection usable when the body is fine
+                if not read:
+                    with contextlib.suppress(_Rejection):
+                        request.read_body()  # keep the connection usable when the body is fine
                 with self._lock:
                     self._stats.throttled += 1
                 return injected, {"error": "unavailable", "message": "try again later"}, {}
-            body = request.read_body()
+            if body is None:
+                body = request.read_body()
             if not self._token_ok(request.headers.get("Authorization")):
                 raise _Rejection(
                     401,
@@ -624,6 +653,7 @@ class PlatformSimulator:
             )
         source_id = event["id"]
         with self._lock:
+            self._flaky_streak.pop(source_id, None)
             if source_id in self._ids:
                 self._stats.duplicates += 1
                 return 409, {"error": "conflict", "message": "an event with this id exists"}, {}
