@@ -19,14 +19,15 @@ from localcloud.lambda_runtime import FunctionSpec
 from localcloud.moto_server import MotoServer
 
 
-def _client(endpoint: str, service: str = "dynamodb") -> Any:
+def _client(endpoint: str, caller: str | None = None) -> Any:
+    """A DynamoDB client on `endpoint`; `caller` names it as a function does (its SDK app id)."""
     return boto3.client(
-        service,
+        "dynamodb",
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
-        config=Config(retries={"total_max_attempts": 1}),
+        config=Config(retries={"total_max_attempts": 1}, user_agent_appid=caller),
     )
 
 
@@ -117,14 +118,7 @@ def test_the_functions_dynamodb_calls_reach_it_directly_and_are_counted(
     )
     env = cloud.runtime._environment(spec)
     # when: a caller named as a function calls DynamoDB directly
-    function = boto3.client(
-        "dynamodb",
-        endpoint_url=cloud.dynamodb.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(user_agent_appid="gro-publisher-publish"),
-    )
+    function = _client(cloud.dynamodb.endpoint, "gro-publisher-publish")
     function.describe_table(TableName=name)
     function.scan(TableName=name, Limit=1)
     # then: counted by the main server's usage, under the function's name
@@ -139,14 +133,7 @@ def test_writes_are_counted_per_partition_key_with_the_most_in_one_second(
 ) -> None:
     # given
     name = _tables(cloud)[1]  # the ledger: keyed by pk alone
-    function = boto3.client(
-        "dynamodb",
-        endpoint_url=cloud.dynamodb.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(user_agent_appid="gro-reaper-consumed"),
-    )
+    function = _client(cloud.dynamodb.endpoint, "gro-reaper-consumed")
     # when: three writes to one key (a put, an update, a batched put), one to another
     function.put_item(TableName=name, Item={"pk": {"S": "hot"}, "n": {"N": "1"}})
     function.update_item(

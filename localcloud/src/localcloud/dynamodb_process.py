@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from localcloud import child
 
 SYNC_PATH = "/_localcloud/dynamodb/sync"
 TABLES_PATH = "/_localcloud/dynamodb/tables"
@@ -64,13 +64,7 @@ class DynamoDBProcess:
 
     def start(self) -> None:
         """Start the child and wait for its port."""
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "localcloud.dynamodb_server"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        self._process = child.start("localcloud.dynamodb_server")
         assert self._process.stdout is not None
         line = self._process.stdout.readline().strip()
         if not line.isdigit():
@@ -85,13 +79,7 @@ class DynamoDBProcess:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        child.stop(process)
 
     # -- requests --------------------------------------------------------------------------
 

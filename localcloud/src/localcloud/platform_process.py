@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -32,7 +31,7 @@ import time
 import urllib.request
 from typing import Any
 
-from localcloud import access
+from localcloud import access, child
 from localcloud.faults import FaultSwitch, parse
 from localcloud.platform import STATS_PATH, PlatformStats
 
@@ -79,13 +78,7 @@ class PlatformProcess:
 
     def start(self) -> None:
         """Start the child, hand it its configuration, and wait for its URL."""
-        self._process = subprocess.Popen(  # the interpreter running us, a module of ours
-            [sys.executable, "-m", "localcloud.platform_process"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        self._process = child.start("localcloud.platform_process")
         self.pid = self._process.pid
         self.url = self._command({**self._config, "faults": self._faults.get().specs()})
         if not self.url.startswith("http://127.0.0.1:"):
@@ -99,13 +92,7 @@ class PlatformProcess:
         if process is None:
             return
         self._faults.unsubscribe(self._faults_changed)
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        child.stop(process)
 
     def set_topic(self, topic_arn: str) -> None:
         """Where the consumed notices go."""
