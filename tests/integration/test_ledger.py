@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -13,7 +14,7 @@ from contracts.messages import FileRef, file_id
 from contracts.steps import Run, Settled
 from localcloud import deploy
 from localcloud.moto_server import MotoServer
-from servicekit.ledger import BLOCK, Ledger, RecordEnd, RecordStatus
+from servicekit.ledger import BLOCK, Ledger, LeftBy, RecordEnd, RecordStatus
 
 REF = FileRef(bucket="landing", key="incoming/DWP_D_20220301.xml", version_id="v1")
 TABLE = "gro-ingest-ledger"
@@ -288,3 +289,51 @@ def test_the_settled_runs_a_poll_remembers_are_bounded(
     again = ledger.progress(file_id(REF), settled=progress.settled)
     assert len(db.blocks_read) == blocks - 3
     assert again.terminal == 5 * SMALL
+
+
+class ClosingTogether:
+    """A DynamoDB client on which every transaction (a block closing) waits, once done, for
+    the other closer's: both closers then look at a file whose blocks are all closed."""
+
+    def __init__(self, client: Any, closers: int) -> None:
+        self._client = client
+        self.exceptions = client.exceptions
+        self._both_closed = threading.Barrier(closers, timeout=30)
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        answer = self._client.transact_write_items(**kwargs)
+        self._both_closed.wait()
+        return answer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_two_blocks_closing_at_once_make_the_receipt_due_for_one_of_them(
+    cloud: MotoServer,
+) -> None:
+    deploy.deploy(cloud.client, "foundation")
+    db = cloud.client("dynamodb")
+    fid = file_id(REF)
+    # given a finished, watched file of two blocks, each with one published record in the store
+    records = BLOCK + 1
+    ledger = Ledger(db, TABLE)
+    ledger.file_checked(REF, records)
+    for ordinal in range(1, records + 1):
+        ledger.record_ended(REF, ordinal, RecordStatus.PUBLISHED)
+    ledger.file_split(REF, records)
+    for ordinal in range(2, BLOCK + 1):
+        ledger.record_left(fid, ordinal, LeftBy.CONSUMED)
+    assert ledger.watch_store(fid).done
+    assert ledger.receipt_facts(fid).open_blocks == 2
+
+    # when the last record of each block leaves at once, and both blocks close before either
+    # closer looks at the file
+    racing = Ledger(ClosingTogether(db, 2), TABLE)  # type: ignore[arg-type]
+    with ThreadPoolExecutor(2) as pool:
+        lefts = list(pool.map(lambda o: racing.record_left(fid, o, LeftBy.CONSUMED), [1, records]))
+
+    # then both were noted, and only one was told the receipt is due
+    assert [left.changed for left in lefts] == [True, True]
+    assert [left.receipt_due for left in lefts].count(True) == 1
+    assert ledger.receipt_facts(fid).open_blocks == 0

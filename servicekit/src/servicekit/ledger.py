@@ -732,7 +732,8 @@ class Ledger:
         conditional UpdateItem. If the file's store watch is set up and this was the last of
         the block's published records in the store, the block leaves the file's `open` count
         (one transaction over the block and the file item, conditional on the block's version),
-        and if that was the file's last open block, the receipt is due.
+        and if that was the file's last open block, the receipt is due: exactly one of the calls
+        that close the file's blocks says so, however many run at once.
         """
         key = {"pk": {"S": _block_pk(fid, ordinal)}}
         absent = " AND ".join(
@@ -880,8 +881,33 @@ class Ledger:
                     TableName=self._table, Key=key, ConsistentRead=True
                 ).get("Item", {})
                 continue
-            return self._store_emptied(fid)
+            return self._claim_last_close(fid)
         raise RuntimeError(f"ledger: a block of file {fid} kept changing under us")
+
+    def _claim_last_close(self, fid: str) -> bool:
+        """True for exactly one of the calls that close a block once the file has none open.
+
+        The transaction that closes a block cannot say what the count became, and reading it
+        afterwards lets two closers of the last two blocks both read 0. So whoever finds it 0
+        claims it on the file item (`lc`), on condition that nobody has: one conditional
+        UpdateItem, in place of the read."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": _file_pk(fid)}},
+                UpdateExpression="SET #lc = :t",
+                ConditionExpression=(
+                    "attribute_exists(#wd) AND #open = :zero AND attribute_not_exists(#lc)"
+                ),
+                ExpressionAttributeNames={"#lc": "lc", "#wd": "wd", "#open": "open"},
+                ExpressionAttributeValues={
+                    ":t": {"N": str(int(time.time()))},
+                    ":zero": {"N": "0"},
+                },
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     def _count_open(self, fid: str, by: int) -> dict[str, Any]:
         return {
