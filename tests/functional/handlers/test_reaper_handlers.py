@@ -857,6 +857,48 @@ def test_the_sweep_deletes_exactly_the_expired_events_and_says_how_many(
     assert reaper_.ledger.books[FID].left == {1: LeftBy.EXPIRED, 2: LeftBy.EXPIRED}
 
 
+def test_the_sweep_deletes_25_to_a_call_and_notes_them_once_a_block_at_a_time(
+    reaper_: Reaper,
+) -> None:
+    # given 60 expired events of one file
+    book = reaper_.ledger.book(FILE, published=60)
+    store_published(reaper_.store, book, int(NOW) + 3600)
+
+    # when the sweep runs past their expiry
+    out = handler.sweep(event("scheduled_event.json"), sweep_context())
+
+    # then three deletes of at most 25, three ledger writes, each ordinal noted once, expired
+    assert out["deleted"] == 60
+    assert [len(call) for call in reaper_.store.delete_calls] == [25, 25, 10]
+    assert sorted(o for call in reaper_.ledger.left_calls for o in call) == list(range(1, 61))
+    assert reaper_.ledger.books[FID].left == dict.fromkeys(range(1, 61), LeftBy.EXPIRED)
+    assert reaper_.store.items == {}
+
+
+def test_an_expired_event_the_store_would_not_delete_waits_for_the_next_sweep(
+    reaper_: Reaper,
+) -> None:
+    # given 30 expired events, one of which the store leaves unprocessed
+    book = reaper_.ledger.book(FILE, published=30)
+    store_published(reaper_.store, book, int(NOW) + 3600)
+    reaper_.store.unprocessed = frozenset({event_id(7)})
+
+    # when the sweep runs, then fails, having done the rest
+    with pytest.raises(RuntimeError, match="left unprocessed"):
+        handler.sweep(event("scheduled_event.json"), sweep_context())
+    assert sorted(reaper_.store.items) == [event_id(7)]
+    assert sorted(reaper_.ledger.books[FID].left) == [o for o in range(1, 31) if o != 7]
+
+    # and when the next sweep runs with the store well again
+    reaper_.store.unprocessed = frozenset()
+    out = handler.sweep(event("scheduled_event.json"), sweep_context())
+
+    # then that one went too, noted once
+    assert out["deleted"] == 1
+    assert reaper_.store.items == {}
+    assert reaper_.ledger.books[FID].left == dict.fromkeys(range(1, 31), LeftBy.EXPIRED)
+
+
 def test_a_sweep_with_nothing_expired_deletes_nothing(reaper_: Reaper) -> None:
     reaper_.store.items["gro1-live"] = item("gro1-live", int(NOW) + 7201)
 

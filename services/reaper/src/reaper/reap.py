@@ -25,6 +25,7 @@ file's deletion receipt true.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
@@ -42,6 +43,9 @@ from servicekit.store import StoredRef
 # record, one that drains for hours is looked at every few minutes.
 WAIT_SHARE = 20
 MAX_WAIT_SECONDS = 600
+# The sweep deletes expired events this many at a time: one BatchWriteItem (its limit), then
+# one ledger write per block.
+SWEEP_CHUNK = 25
 
 
 def next_wait(base: int, checking: float, cap: int = MAX_WAIT_SECONDS) -> int:
@@ -114,7 +118,6 @@ class Deletable(Protocol):
     """The temporary store, as the reaper empties it: by id and by expiry, reading only where
     an event came from (file, ordinal), never the event."""
 
-    def delete(self, event_id: str) -> None: ...
     def delete_many(self, event_ids: Iterable[str]) -> Mapping[str, BaseException]: ...
     def locate_many(self, event_ids: Iterable[str]) -> Mapping[str, StoredRef]: ...
     def expired(self, now: float | None = None) -> Iterable[StoredRef]: ...
@@ -154,6 +157,22 @@ def consumed(
         where = store.locate_many(n.id for n in notices)
     except Exception as err:
         return [err] * len(notices)
+    failed = leave(where, LeftBy.CONSUMED, store=store, ledger=ledger, receipts=receipts, now=now)
+    return [failed.get(n.id, n.id in where) for n in notices]
+
+
+def leave(
+    where: Mapping[str, StoredRef],
+    how: LeftBy,
+    *,
+    store: Deletable,
+    ledger: StoreLedger,
+    receipts: Receipts,
+    now: float,
+) -> dict[str, BaseException]:
+    """Delete these stored events, 25 to a call, and note each deleted one as left the store
+    (`how`), one ledger write per block; write a file's receipt again if that made it due.
+    Returns the events that could not be deleted or noted, with why: the others are done."""
     try:
         failed = dict(store.delete_many(where))
     except Exception as err:
@@ -164,7 +183,7 @@ def consumed(
             by_file.setdefault(ref.file_id, []).append(ref)
     for fid, refs in by_file.items():
         try:
-            noted = ledger.records_left(fid, (r.ordinal for r in refs), LeftBy.CONSUMED, at=now)
+            noted = ledger.records_left(fid, (r.ordinal for r in refs), how, at=now)
             failed.update(
                 (r.id, noted.failed[r.ordinal]) for r in refs if r.ordinal in noted.failed
             )
@@ -172,17 +191,7 @@ def consumed(
                 write_receipt(fid, ledger=ledger, receipts=receipts)
         except Exception as err:
             failed.update((r.id, failed.get(r.id, err)) for r in refs)
-    return [failed.get(n.id, n.id in where) for n in notices]
-
-
-def left(
-    fid: str, ordinal: int, how: LeftBy, *, ledger: StoreLedger, receipts: Receipts, now: float
-) -> Left:
-    """Note that a record left the store; write its file's receipt again if that is due."""
-    outcome = ledger.record_left(fid, ordinal, how, at=now)
-    if outcome.receipt_due:
-        write_receipt(fid, ledger=ledger, receipts=receipts)
-    return outcome
+    return failed
 
 
 def finish_file(
@@ -263,15 +272,20 @@ def reconcile(
 
 
 def sweep(*, store: Retained, ledger: StoreLedger, receipts: Receipts, now: float) -> Swept:
-    """Delete every stored event past its expiry; then look again at every file whose receipt
-    waits for records to leave the store, and write its receipt."""
+    """Delete every stored event past its expiry (as `leave` does, a chunk of them at a time);
+    then look again at every file whose receipt waits for records to leave the store, and
+    write its receipt. An event that could not be deleted or noted stays for the next sweep,
+    and the first such error is raised once the rest is done."""
     deleted = 0
-    for where in store.expired(now):
-        store.delete(where.id)
-        left(
-            where.file_id, where.ordinal, LeftBy.EXPIRED, ledger=ledger, receipts=receipts, now=now
+    errors: list[BaseException] = []
+    expired = iter(store.expired(now))
+    while chunk := list(itertools.islice(expired, SWEEP_CHUNK)):
+        where = {ref.id: ref for ref in chunk}
+        failed = leave(
+            where, LeftBy.EXPIRED, store=store, ledger=ledger, receipts=receipts, now=now
         )
-        deleted += 1
+        deleted += len(where) - len(failed)
+        errors += failed.values()
     found_gone = written = 0
     for fid in ledger.open_files():
         if ledger.receipt_facts(fid).bucket is None:
@@ -281,6 +295,8 @@ def sweep(*, store: Retained, ledger: StoreLedger, receipts: Receipts, now: floa
         ledger.settle(fid)
         if write_receipt(fid, ledger=ledger, receipts=receipts) is not None:
             written += 1
+    if errors:  # the rest is done; the next sweep tries these again
+        raise errors[0]
     return Swept(deleted=deleted, found_gone=found_gone, receipts=written)
 
 
