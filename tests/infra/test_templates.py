@@ -92,6 +92,25 @@ def test_every_event_source_mapping_reports_batch_item_failures() -> None:
         assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"], logical
 
 
+# Lambda's default concurrency for an account; the enrichment API the platform calls draws on it
+ACCOUNT_CONCURRENCY = 1000
+
+
+def test_every_queue_consumer_is_capped_leaving_the_accounts_concurrency_to_enrichment() -> None:
+    mappings = resources("AWS::Lambda::EventSourceMapping")
+    caps = {}
+    for stack, logical, props in mappings:
+        parameter = props["ScalingConfig"]["MaximumConcurrency"]["Ref"]
+        declared = T[stack]["Parameters"][parameter]
+        assert 2 <= declared["MinValue"] <= declared["Default"] <= declared["MaxValue"] <= 1000
+        caps[f"{stack}.{logical}"] = declared["Default"]
+    assert len(caps) == 4
+    # a backlog on every queue at once still leaves nine in ten for the platform's calls
+    assert sum(caps.values()) <= ACCOUNT_CONCURRENCY // 10, caps
+    # the publisher sets the pace: the transformer may be wider, never narrower
+    assert caps["transformer.RecordsMapping"] >= caps["publisher.EventsMapping"], caps
+
+
 def test_every_function_traces_and_logs_to_a_group_with_retention() -> None:
     functions = resources("AWS::Lambda::Function")
     assert len(functions) == 9
