@@ -18,6 +18,7 @@ import pytest
 from cfnlint.decode.cfn_yaml import load as load_template
 
 from deploytools.stacks import TEMPLATES
+from tests import role_actions
 
 # plain dicts, lists and strings (the loader's node types compare as these)
 T: dict[str, dict[str, Any]] = {
@@ -576,3 +577,18 @@ def test_the_store_refuses_reads_writes_and_deletes_by_anyone_but_the_roles_that
     store_arn = {"Fn::ImportValue": "gro-foundation-TemporaryStoreArn"}
     needed = {role for action in actions for role in roles_allowed(action, store_arn)}
     assert needed and allowed == needed
+
+
+def test_the_role_check_of_a_runs_calls_names_what_a_role_does_not_allow() -> None:
+    # the sweep deletes expired events 25 to a BatchWriteItem and never alone; Step Functions
+    # is no function, so it is not looked at
+    made = {
+        "gro-reaper-sweep": {"dynamodb.BatchWriteItem": {}, "dynamodb.DeleteItem": {}},
+        "gro-transformer-transform": {"sqs.SendMessageBatch": {}, "s3.PutObject": {}},
+        "states": {"lambda.Invoke": {}},
+    }
+
+    assert role_actions.refused(made) == {
+        "gro-reaper-sweep": ["dynamodb.DeleteItem"],
+        "gro-transformer-transform": ["s3.PutObject"],
+    }

@@ -15,6 +15,7 @@ import pytest
 
 from ingest_cli import cost
 from ingest_cli.sample import write_sample
+from tests.role_actions import refused, role_actions
 
 RECORDS = 20
 CONSUMERS = 2
@@ -100,6 +101,24 @@ def test_lambdas_pollers_receive_and_delete_each_message_of_the_three_record_que
     assert total(pollers, "messages", "sqs.DeleteMessageBatch") >= 3 * RECORDS + 1
     assert run["calls"]["empty_receives"] >= 0
     assert stage(run, "states")["lambda.Invoke"]["calls"] >= 2  # a split, a finish-file
+
+
+def test_every_call_a_function_made_is_one_its_role_allows(
+    counted_run: tuple[dict[str, Any], Path],
+) -> None:
+    run, _ = counted_run
+    stages = run["calls"]["by_stage"]
+
+    # the functions of a run, each holding its calls against its own role in the templates
+    assert {
+        "gro-splitter-split",
+        "gro-transformer-transform",
+        "gro-publisher-publish",
+        "gro-publisher-enrich",
+        "gro-reaper-consumed",
+        "gro-reaper-finish-file",
+    } <= set(stages) & set(role_actions())
+    assert refused(stages) == {}
 
 
 def test_the_operators_polling_and_the_platforms_calls_are_left_out(

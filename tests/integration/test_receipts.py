@@ -21,6 +21,7 @@ import msgspec
 import pytest
 
 from contracts.messages import FileRef, file_id
+from contracts.receipts import receipt_key
 from ingest_cli.follow import follow, upload
 from ingest_cli.sample import write_sample
 from localcloud import deploy
@@ -28,6 +29,7 @@ from localcloud.cloud import LocalCloud
 from servicekit.ledger import BLOCK, Ledger, LeftBy, RecordStatus
 from servicekit.store import Store
 from tests.builders import record
+from tests.role_actions import refused
 
 from .cli import ingest_json
 
@@ -116,7 +118,7 @@ def test_a_batchs_records_leave_in_one_write_per_block_and_the_last_makes_the_re
     ledger = published_file(db, ref, records)
     assert ledger.watch_store(fid).done
 
-    # when batches of ten are noted consumed, while the sweep notes some expired one by one,
+    # when batches of ten are noted consumed, while others are noted expired one by one,
     # and a batch is redelivered
     batches = [list(range(o, min(o + 10, records + 1))) for o in range(1, records + 1, 10)]
     batches.append(batches[3])
@@ -250,6 +252,62 @@ def test_settling_closes_a_block_whose_last_record_was_noted_but_not_counted(
     assert ledger.receipt_facts(fid).open_blocks == 0
     ledger.store_closed(fid)
     assert fid not in ledger.open_files()
+
+
+def test_the_deployed_sweep_deletes_what_expired_notes_it_and_completes_the_receipt(
+    pipeline: LocalCloud, db: Any
+) -> None:
+    from contracts.events import DeathNotification
+    from contracts.stored import StoredEvent
+
+    (bucket,) = [
+        b["Name"]
+        for b in pipeline.client("s3").list_buckets()["Buckets"]
+        if b["Name"].startswith("gro-landing-")
+    ]
+    ref = FileRef(bucket=bucket, key="incoming/DWP_D_20220307.xml", version_id="v1")
+    fid = file_id(ref)
+    # given a finished, watched file whose 30 records are still in the store, past their expiry
+    ledger = published_file(db, ref, 30)
+    assert ledger.watch_store(fid).done
+    event = msgspec.json.decode(
+        (Path(__file__).parents[2] / "contracts/samples/v1/EventToPublish.json").read_bytes(),
+        type=dict,
+    )["event"]
+    store = Store(db, "gro-temporary-store")
+    for ordinal in range(1, 31):
+        event_id = f"gro1-{ordinal:04x}{fid[:60]}"
+        notification = msgspec.convert({**event, "source_id": event_id}, DeathNotification)
+        stored = StoredEvent(
+            id=event_id, event=notification, expires_at=1_700_000_000, file_id=fid, ordinal=ordinal
+        )
+        assert store.put_if_absent(stored)
+    assert pipeline.moto is not None
+    mark = pipeline.moto.usage.mark()
+
+    # when the hourly schedule invokes the deployed sweep
+    answer = pipeline.client("lambda").invoke(
+        FunctionName="gro-reaper-sweep",
+        Payload=json.dumps({"source": "aws.events", "detail-type": "Scheduled Event"}),
+    )
+    out = json.loads(answer["Payload"].read())
+
+    # then each went, was noted expired, and the receipt is complete
+    assert "FunctionError" not in answer, out
+    assert out["deleted"] >= 30
+    assert store.ordinals_of(fid) == set()
+    facts = ledger.receipt_facts(fid)
+    assert (facts.expired, facts.in_store, facts.open_blocks) == (30, 0, 0)
+    assert fid not in ledger.open_files()
+    receipt = json.loads(
+        pipeline.client("s3").get_object(Bucket=bucket, Key=receipt_key(fid))["Body"].read()
+    )
+    assert (receipt["expired"], receipt["in_store"], receipt["complete"]) == (30, 0, True)
+    # in a few batched calls, each one the sweep's role allows on AWS
+    made = pipeline.moto.usage.since(mark)["calls"]["gro-reaper-sweep"]
+    assert made["dynamodb.BatchWriteItem"]["calls"] <= 3
+    assert "dynamodb.DeleteItem" not in made
+    assert refused({"gro-reaper-sweep": made}) == {}
 
 
 # -- the whole pipeline ---------------------------------------------------------------------

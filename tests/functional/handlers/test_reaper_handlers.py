@@ -899,6 +899,39 @@ def test_an_expired_event_the_store_would_not_delete_waits_for_the_next_sweep(
     assert reaper_.ledger.books[FID].left == dict.fromkeys(range(1, 31), LeftBy.EXPIRED)
 
 
+def test_with_the_ledger_down_the_sweep_still_deletes_everything_expired_then_fails(
+    reaper_: Reaper,
+) -> None:
+    # given 60 expired events, and a ledger that refuses every note
+    book = reaper_.ledger.book(FILE, published=60)
+    store_published(reaper_.store, book, int(NOW) + 3600)
+    reaper_.ledger.left_fails = True
+
+    # when the sweep runs
+    with pytest.raises(ConnectionError, match="ledger down"):
+        handler.sweep(event("scheduled_event.json"), sweep_context())
+
+    # then nothing expired is kept for want of a note (the next sweep finds them gone)
+    assert reaper_.store.items == {}
+    assert len(reaper_.ledger.left_calls) == 3
+
+
+def test_a_store_that_refuses_every_delete_stops_the_sweep_at_its_first_chunk(
+    reaper_: Reaper,
+) -> None:
+    # given 60 expired events, and a store that refuses deletes
+    book = reaper_.ledger.book(FILE, published=60)
+    store_published(reaper_.store, book, int(NOW) + 3600)
+    reaper_.store.unprocessed = frozenset(event_id(o) for o in range(1, 61))
+
+    # when / then: one chunk tried, nothing noted, the store's error raised
+    with pytest.raises(RuntimeError, match="left unprocessed"):
+        handler.sweep(event("scheduled_event.json"), sweep_context())
+    assert len(reaper_.store.delete_calls) == 1
+    assert reaper_.ledger.left_calls == []
+    assert len(reaper_.store.items) == 60
+
+
 def test_a_sweep_with_nothing_expired_deletes_nothing(reaper_: Reaper) -> None:
     reaper_.store.items["gro1-live"] = item("gro1-live", int(NOW) + 7201)
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import msgspec
 from msgspec import UNSET
@@ -157,8 +157,18 @@ def consumed(
         where = store.locate_many(n.id for n in notices)
     except Exception as err:
         return [err] * len(notices)
-    failed = leave(where, LeftBy.CONSUMED, store=store, ledger=ledger, receipts=receipts, now=now)
+    failed = leave(
+        where, LeftBy.CONSUMED, store=store, ledger=ledger, receipts=receipts, now=now
+    ).failed
     return [failed.get(n.id, n.id in where) for n in notices]
+
+
+class Leaving(NamedTuple):
+    """What `leave` did: the events it deleted, and those it could not delete or note (or
+    whose receipt it could not write), with why."""
+
+    deleted: frozenset[str]
+    failed: dict[str, BaseException]
 
 
 def leave(
@@ -169,17 +179,17 @@ def leave(
     ledger: StoreLedger,
     receipts: Receipts,
     now: float,
-) -> dict[str, BaseException]:
+) -> Leaving:
     """Delete these stored events, 25 to a call, and note each deleted one as left the store
-    (`how`), one ledger write per block; write a file's receipt again if that made it due.
-    Returns the events that could not be deleted or noted, with why: the others are done."""
+    (`how`), one ledger write per block; write a file's receipt again if that made it due."""
     try:
         failed = dict(store.delete_many(where))
     except Exception as err:
         failed = dict.fromkeys(where, err)
+    deleted = frozenset(where.keys() - failed.keys())
     by_file: dict[str, list[StoredRef]] = {}
     for ref in where.values():
-        if ref.id not in failed:
+        if ref.id in deleted:
             by_file.setdefault(ref.file_id, []).append(ref)
     for fid, refs in by_file.items():
         try:
@@ -191,7 +201,7 @@ def leave(
                 write_receipt(fid, ledger=ledger, receipts=receipts)
         except Exception as err:
             failed.update((r.id, failed.get(r.id, err)) for r in refs)
-    return failed
+    return Leaving(deleted=deleted, failed=failed)
 
 
 def finish_file(
@@ -272,20 +282,31 @@ def reconcile(
 
 
 def sweep(*, store: Retained, ledger: StoreLedger, receipts: Receipts, now: float) -> Swept:
-    """Delete every stored event past its expiry (as `leave` does, a chunk of them at a time);
-    then look again at every file whose receipt waits for records to leave the store, and
-    write its receipt. An event that could not be deleted or noted stays for the next sweep,
-    and the first such error is raised once the rest is done."""
+    """Delete every stored event past its expiry (as `leave` does, a chunk at a time); then
+    look again at every file whose receipt waits for records to leave the store, and write
+    its receipt.
+
+    Deleting what has expired comes first, so a failure does not stop it: an event the store
+    would not delete stays for the next sweep, one deleted but not noted (the ledger failed)
+    is found gone at the next sweep's look at its file, and the first error is raised once the
+    rest is done. Only a chunk of which nothing could be deleted stops the sweep at once: the
+    store is refusing, and the next sweep starts again."""
     deleted = 0
     errors: list[BaseException] = []
     expired = iter(store.expired(now))
     while chunk := list(itertools.islice(expired, SWEEP_CHUNK)):
-        where = {ref.id: ref for ref in chunk}
-        failed = leave(
-            where, LeftBy.EXPIRED, store=store, ledger=ledger, receipts=receipts, now=now
+        left = leave(
+            {ref.id: ref for ref in chunk},
+            LeftBy.EXPIRED,
+            store=store,
+            ledger=ledger,
+            receipts=receipts,
+            now=now,
         )
-        deleted += len(where) - len(failed)
-        errors += failed.values()
+        if not left.deleted:
+            raise next(iter(left.failed.values()))
+        deleted += len(left.deleted)
+        errors += left.failed.values()
     found_gone = written = 0
     for fid in ledger.open_files():
         if ledger.receipt_facts(fid).bucket is None:
@@ -295,7 +316,7 @@ def sweep(*, store: Retained, ledger: StoreLedger, receipts: Receipts, now: floa
         ledger.settle(fid)
         if write_receipt(fid, ledger=ledger, receipts=receipts) is not None:
             written += 1
-    if errors:  # the rest is done; the next sweep tries these again
+    if errors:
         raise errors[0]
     return Swept(deleted=deleted, found_gone=found_gone, receipts=written)
 
