@@ -26,6 +26,7 @@ _AUTHORISED_BY = {
     "s3.HeadObject": ("s3:getobject", "s3:getobjectversion"),
     "s3.GetObject": ("s3:getobject", "s3:getobjectversion"),
     "s3.DeleteObject": ("s3:deleteobject", "s3:deleteobjectversion"),
+    "s3.CopyObject": ("s3:putobject",),  # and a read of the source, which a GetObject names
     "dynamodb.TransactWriteItems": ("dynamodb:updateitem", "dynamodb:conditioncheckitem"),
 }
 # IAM's name of a service, where the SDK's differs

@@ -25,6 +25,7 @@ from localcloud.cloud import LocalCloud
 from localcloud.faults import Faults, parse
 from tests.integration.cli import ingest_json
 from tests.integration.runs import ingest, personal_values
+from tests.role_actions import refused
 
 
 @pytest.fixture(scope="module")
@@ -310,6 +311,8 @@ def test_a_split_that_keeps_failing_ends_with_the_file_quarantined_and_the_reaso
     cloud: LocalCloud, tmp_path: Path
 ) -> None:
     cloud.faults.set(parse(["kill=splitter:5:always"]))
+    assert cloud.moto is not None
+    mark = cloud.moto.usage.mark()
     summary = ingest(cloud, sample_file(tmp_path, "doomed.xml", 30, seed=30))
 
     assert summary.status == "FAILED" and not summary.ok
@@ -322,6 +325,10 @@ def test_a_split_that_keeps_failing_ends_with_the_file_quarantined_and_the_reaso
     head = cloud.client("s3").head_object(Bucket=landing, Key="quarantine/incoming/doomed.xml")
     assert head["Metadata"]["refusal-reason"] == "the split failed: Sandbox.Timedout"
     assert summary.source_deleted  # not left silently in incoming/
+    # the quarantine function's calls are ones its role allows
+    made = cloud.moto.usage.since(mark)["calls"]
+    assert "gro-splitter-quarantine" in made
+    assert refused(made) == {}
 
 
 def test_enrichment_after_deletion_is_a_404(cloud: LocalCloud, tmp_path: Path) -> None:

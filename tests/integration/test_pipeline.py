@@ -16,6 +16,7 @@ from ingest_cli.sample import write_sample
 from localcloud import deploy
 from localcloud.cloud import LocalCloud
 from tests.builders import extract, record
+from tests.role_actions import refused
 
 NAME_IN_BAD_RECORDS = "Quillfeatherby"
 
@@ -119,6 +120,8 @@ def test_a_structurally_bad_file_is_quarantined_and_no_record_is_emitted(
     path = tmp_path / "truncated.xml"
     path.write_bytes(extract(record(), record())[:-60])
     created = cloud.platform.stats().created if cloud.platform else 0
+    assert cloud.moto is not None
+    mark = cloud.moto.usage.mark()
 
     summary = ingest(cloud, path)
 
@@ -132,6 +135,11 @@ def test_a_structurally_bad_file_is_quarantined_and_no_record_is_emitted(
     assert summary.source_deleted
     assert cloud.platform is not None and cloud.platform.stats().created == created
     assert not any(summary.queues.values())
+    # every call on the way (the start, the check that refuses and moves it) is one its role
+    # allows
+    made = cloud.moto.usage.since(mark)["calls"]
+    assert {"gro-splitter-start", "gro-splitter-split"} <= set(made)
+    assert refused(made) == {}
 
 
 def test_a_file_with_no_records_completes_cleanly(cloud: LocalCloud, tmp_path: Path) -> None:
