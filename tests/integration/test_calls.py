@@ -19,6 +19,16 @@ from tests.role_actions import refused, role_actions
 
 RECORDS = 20
 CONSUMERS = 2
+# the functions a run invokes
+FUNCTIONS = (
+    "gro-splitter-start",
+    "gro-splitter-split",
+    "gro-transformer-transform",
+    "gro-publisher-publish",
+    "gro-publisher-enrich",
+    "gro-reaper-consumed",
+    "gro-reaper-finish-file",
+)
 
 
 def ingest(*args: str) -> list[str]:
@@ -110,14 +120,7 @@ def test_every_call_a_function_made_is_one_its_role_allows(
     stages = run["calls"]["by_stage"]
 
     # the functions of a run, each holding its calls against its own role in the templates
-    assert {
-        "gro-splitter-split",
-        "gro-transformer-transform",
-        "gro-publisher-publish",
-        "gro-publisher-enrich",
-        "gro-reaper-consumed",
-        "gro-reaper-finish-file",
-    } <= set(stages) & set(role_actions())
+    assert set(FUNCTIONS) <= set(stages) & set(role_actions())
     assert refused(stages) == {}
 
 
@@ -147,15 +150,7 @@ def test_lambda_time_state_transitions_traces_and_logs_are_counted_per_stage(
     run, _ = counted_run
 
     functions = run["lambda"]
-    for name in (
-        "gro-splitter-start",
-        "gro-splitter-split",
-        "gro-transformer-transform",
-        "gro-publisher-publish",
-        "gro-publisher-enrich",
-        "gro-reaper-consumed",
-        "gro-reaper-finish-file",
-    ):
+    for name in FUNCTIONS:
         f = functions[name]
         assert f["invocations"] > 0 and f["gb_seconds"] > 0, name
         assert f["architecture"] == "x86_64", name
