@@ -272,8 +272,11 @@ class WrittenReceipts(FakeSources):
     """The landing bucket, keeping every receipt written, in order."""
 
     written: list[DeletionReceipt] = field(default_factory=list)
+    refused: set[str] = field(default_factory=set)  # file ids whose receipt cannot be written
 
     def put_receipt(self, receipt: DeletionReceipt) -> None:
+        if receipt.file_id in self.refused:
+            raise RuntimeError("NoSuchBucket")
         super().put_receipt(receipt)
         self.written.append(receipt)
 
@@ -959,6 +962,32 @@ def test_records_swept_at_expiry_complete_the_receipt_with_their_count(reaper_: 
     assert (receipt.in_store, receipt.complete) == (0, True)
     assert receipt.last_left_store_at == int(NOW) + 7200
     assert reaper_.ledger.open_files() == []
+
+
+def test_a_file_whose_receipt_cannot_be_written_does_not_hold_up_the_others(
+    reaper_: Reaper,
+) -> None:
+    # given a finished file whose last record TTL deleted without a notice, and, before it on
+    # the sweep's list, a file whose receipt cannot be written (its bucket is gone)
+    book = reaper_.ledger.book(FILE, published=2)
+    store_published(reaper_.store, book, int(NOW) + 3600)
+    handler.finish_file(sample("FinishStepInput"), finish_context())
+    handler.consumed(sqs_event(notice(1), queue=QUEUE), consumed_context())
+    del reaper_.store.items[event_id(2)]
+    other = FileRef(bucket="gone", key="incoming/DWP_D_20220228.xml", version_id="v1")
+    assert file_id(other) < FID
+    reaper_.ledger.book(other, published=1).source_deleted_at = STARTED
+    reaper_.ledger.open.add(file_id(other))
+    reaper_.bucket.refused.add(file_id(other))
+
+    # when the sweep runs, then fails
+    with pytest.raises(RuntimeError, match="NoSuchBucket"):
+        handler.sweep(event("scheduled_event.json"), sweep_context())
+
+    # then the other file's receipt is complete all the same, and the broken one waits
+    receipt = reaper_.bucket.last()
+    assert (receipt.consumed, receipt.removed_otherwise, receipt.complete) == (1, 1, True)
+    assert reaper_.ledger.open_files() == [file_id(other)]
 
 
 def test_the_sweep_counts_as_gone_what_the_store_lost_without_a_notice(reaper_: Reaper) -> None:

@@ -288,7 +288,8 @@ def sweep(*, store: Retained, ledger: StoreLedger, receipts: Receipts, now: floa
 
     Deleting what has expired comes first, so a failure does not stop it: an event the store
     would not delete stays for the next sweep, one deleted but not noted (the ledger failed)
-    is found gone at the next sweep's look at its file, and the first error is raised once the
+    is found gone at the next sweep's look at its file, a file whose receipt could not be
+    brought up to date is looked at again next time, and the first error is raised once the
     rest is done. Only a chunk of which nothing could be deleted stops the sweep at once: the
     store is refusing, and the next sweep starts again."""
     deleted = 0
@@ -309,13 +310,16 @@ def sweep(*, store: Retained, ledger: StoreLedger, receipts: Receipts, now: floa
         errors += left.failed.values()
     found_gone = written = 0
     for fid in ledger.open_files():
-        if ledger.receipt_facts(fid).bucket is None:
-            ledger.store_closed(fid)  # the ledger has forgotten the file (30 days): let it go
-            continue
-        found_gone += reconcile(fid, ledger=ledger, store=store, receipts=receipts, now=now)
-        ledger.settle(fid)
-        if write_receipt(fid, ledger=ledger, receipts=receipts) is not None:
-            written += 1
+        try:
+            if ledger.receipt_facts(fid).bucket is None:
+                ledger.store_closed(fid)  # the ledger has forgotten the file (30 days)
+                continue
+            found_gone += reconcile(fid, ledger=ledger, store=store, receipts=receipts, now=now)
+            ledger.settle(fid)
+            if write_receipt(fid, ledger=ledger, receipts=receipts) is not None:
+                written += 1
+        except Exception as err:  # one file's trouble does not hold up the others' receipts
+            errors.append(err)
     if errors:
         raise errors[0]
     return Swept(deleted=deleted, found_gone=found_gone, receipts=written)
