@@ -245,11 +245,12 @@ class Usage:
             count = Count(calls=1)
             measure = request.service == "dynamodb" and request.operation in _DYNAMODB_UNITS
             if measure and request.caller not in EXCLUDED:
-                sizes = self._dynamodb_sizes(request, body)
+                payload = _json(body)  # read once for the sizes, the units and the keys
+                sizes = self._dynamodb_sizes(request, payload)
                 answer = _collect(app(environ, start_response))
-                self._dynamodb_units(count, request, body, answer, sizes)
+                self._dynamodb_units(count, request, payload, answer, sizes)
                 if request.operation in _KEY_WRITES:
-                    self._count_key_writes(request.region, body, request.operation)
+                    self._count_key_writes(request.region, payload, request.operation)
             elif request.service == "sqs" and request.operation == "ReceiveMessage":
                 answer = _collect(app(environ, start_response))
                 received = _json(answer).get("Messages") or []
@@ -437,16 +438,21 @@ class Usage:
 
     # DynamoDB's request units, from the items moto holds
 
-    def _dynamodb_sizes(self, request: _Request, body: bytes) -> list[int]:
+    def _dynamodb_sizes(self, request: _Request, payload: Mapping[str, Any]) -> list[int]:
         """The sizes, before the call, of the items a write touches."""
         if request.operation in ("GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"):
             return []
-        return [size for size in self._stored_sizes(request.region, _json(body), request.operation)]
+        return self._stored_sizes(request.region, payload, request.operation)
 
     def _dynamodb_units(
-        self, count: Count, request: _Request, body: bytes, answer: bytes, before: list[int]
+        self,
+        count: Count,
+        request: _Request,
+        payload: Mapping[str, Any],
+        answer: bytes,
+        before: list[int],
     ) -> None:
-        payload, op = _json(body), request.operation
+        op = request.operation
         if op in ("Query", "Scan"):
             factor = 1.0 if payload.get("ConsistentRead") else 0.5
             items = _json(answer).get("Items") or []
@@ -476,11 +482,11 @@ class Usage:
             factor = 2 if op == "TransactWriteItems" else 1
             count.write_units += sum(factor * _units(s, WRITE_UNIT) for s in sizes)
 
-    def _count_key_writes(self, region: str, body: bytes, op: str) -> None:
+    def _count_key_writes(self, region: str, payload: Mapping[str, Any], op: str) -> None:
         from moto.core import DEFAULT_ACCOUNT_ID
         from moto.dynamodb.models import dynamodb_backends
 
-        written = _named_items(_json(body), op)
+        written = _named_items(payload, op)
         with self._dynamodb_lock:
             try:
                 backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][region]
