@@ -609,7 +609,7 @@ class PlatformSimulator:
             self._stats.posts += 1
             injected = self._failures.popleft() if self._failures else None
         body: bytes | None = None
-        read = False  # whether the body was read (or its reading refused) already
+        flaky = False
         if injected is None and faults.platform == "down":
             injected = 503
         elif (
@@ -617,17 +617,14 @@ class PlatformSimulator:
             and faults.platform == "flaky"
             and self._faults.chance(faults.platform_rate)
         ):
-            injected = self._faults.choice((500, 429))
-            read = True
-            with contextlib.suppress(_Rejection):
-                body = request.read_body()  # (also keeps the connection usable)
-            if body is not None and self._flaky_spares(body):
-                injected = None
+            injected, flaky = self._faults.choice((500, 429)), True
         try:
             if injected is not None:
-                if not read:
-                    with contextlib.suppress(_Rejection):
-                        request.read_body()  # keep the connection usable when the body is fine
+                with contextlib.suppress(_Rejection):
+                    body = request.read_body()  # keep the connection usable when the body is fine
+                if flaky and body is not None and self._flaky_spares(body):
+                    injected = None
+            if injected is not None:
                 with self._lock:
                     self._stats.throttled += 1
                 return injected, {"error": "unavailable", "message": "try again later"}, {}
