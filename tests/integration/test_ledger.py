@@ -12,6 +12,7 @@ import pytest
 import servicekit.ledger as ledger_module
 from contracts.messages import FileRef, file_id
 from contracts.steps import Run, Settled
+from ingest_cli.follow import LedgerLooks
 from localcloud import deploy
 from localcloud.moto_server import MotoServer
 from servicekit.ledger import BLOCK, Ledger, LeftBy, RecordEnd, RecordStatus
@@ -234,6 +235,41 @@ def test_a_poll_reads_only_the_blocks_not_yet_known_complete_and_counts_stay_exa
     db.blocks_read.clear()
     assert ledger.progress(fid, settled=second.settled).complete
     assert db.blocks_read == []
+
+
+@pytest.mark.usefixtures("small_blocks")
+def test_following_a_file_reads_each_complete_block_once_and_its_summary_whole(
+    cloud: MotoServer,
+) -> None:
+    deploy.deploy(cloud.client, "foundation")
+    db = Counting(cloud.client("dynamodb"))
+    ledger = Ledger(db, TABLE)
+    fid = file_id(REF)
+    records = 3 * SMALL  # three blocks
+    ledger.file_checked(REF, records)
+    ledger.file_split(REF, records)
+    # given the first two blocks complete, one record of them dead-lettered
+    ledger.records_ended(ended(RecordStatus.PUBLISHED, *range(2, 2 * SMALL + 1)))
+    ledger.records_ended(ended(RecordStatus.DEAD_LETTERED, 1))
+    looks = LedgerLooks(ledger, fid)
+
+    # when `ingest run` follows it for three looks, the dead-lettered record being redriven
+    # and published after the first
+    first = looks.look()
+    ledger.record_ended(REF, 1, RecordStatus.PUBLISHED)
+    db.blocks_read.clear()
+    looks.look()
+    second = looks.look()
+
+    # then the first look read every block, the next ones only the block not yet complete
+    assert first.terminal == 2 * SMALL
+    assert sorted(db.blocks_read) == [2, 2]
+    assert (second.terminal, second.dead_lettered) == (2 * SMALL, 1)  # as first seen
+    # and the summary's read takes every block once: the redrive shows
+    db.blocks_read.clear()
+    exact = looks.exact()
+    assert sorted(db.blocks_read) == [0, 1, 2]
+    assert (exact.terminal, exact.published, exact.dead_lettered) == (2 * SMALL, 2 * SMALL, 0)
 
 
 @pytest.mark.usefixtures("small_blocks")
