@@ -9,8 +9,9 @@ One local cloud serves both measurements, in this order:
    enrichment, the consumed notices, the reaper) and is followed until every record is terminal
    and consumption has settled. Records/s counts from the upload to that moment.
 2. **The emulator's ceiling**: the AWS calls that run made (counted where they reach moto by
-   `localcloud.calls`: the functions', Step Functions', the pollers', the platform's and the
-   X-Ray daemon's), divided by the records, are replayed for `--ceiling-records` records from
+   `localcloud.calls`: the functions', Step Functions', the pollers' and the platform's; and
+   the X-Ray daemon's documents, which it stores in process, in batches of 50), divided by the
+   records, are replayed for `--ceiling-records` records from
    one client in a tight loop against the same moto server: each operation with a payload of
    the run's average size and batch size (DynamoDB batches sized from the request units, SQS
    batches from the entries), on bench tables, a bench queue, a bench topic subscribed to it,
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import sys
 import time
 import zipfile
@@ -42,6 +44,7 @@ from ingest_cli.follow import follow, upload
 from ingest_cli.sample import write_sample
 from localcloud.calls import LOCALCLOUD, OPERATOR
 from localcloud.cloud import LocalCloud
+from localcloud.xray_daemon import BATCH
 
 OUT = Path(__file__).resolve().parent / "out"
 NOT_REPLAYED_CALLERS = frozenset({OPERATOR, LOCALCLOUD})  # following the run, deploying
@@ -49,6 +52,7 @@ _NOOP = "def handler(event, context):\n    return {'statusCode': 200}\n"
 _TABLE = "bench-ceiling"
 _QUEUE = "bench-ceiling"
 _FUNCTION = "bench-ceiling-noop"
+_TRACE_STORE = "xray.PutTraceSegments (the daemon's, in process)"
 
 
 # --- the run's call mix ---------------------------------------------------------------------------
@@ -86,7 +90,6 @@ class Replay:
         self.sqs = cloud.client("sqs")
         self.sns = cloud.client("sns")
         self.lam = cloud.client("lambda")
-        self.xray = cloud.client("xray")
         self.mix = mix
         self.records = records
         self._serial = 0
@@ -109,7 +112,7 @@ class Replay:
             "sqs.GetQueueUrl": self.get_queue_url,
             "sns.Publish": self.publish,
             "lambda.Invoke": self.invoke,
-            "xray.PutTraceSegments": self.put_trace_segments,
+            _TRACE_STORE: self.put_trace_segments,
         }
 
     # shapes: the run's averages
@@ -283,7 +286,7 @@ class Replay:
         self.lam.invoke(FunctionName=_FUNCTION, Payload=b'{"id": "x"}')
 
     def put_trace_segments(self) -> None:
-        n = max(1, min(50, round(self.mix.get("xray.PutTraceSegments", {}).get("documents", 1))))
+        n = max(1, min(BATCH, round(self.mix.get(_TRACE_STORE, {}).get("documents", 1))))
         now = time.time()
         documents = [
             json.dumps(
@@ -297,7 +300,8 @@ class Replay:
             )
             for i in range(n)
         ]
-        self.xray.put_trace_segments(TraceSegmentDocuments=documents)
+        assert self.cloud.moto is not None
+        self.cloud.moto.put_trace_segments(documents)
 
     # the loop
 
@@ -334,10 +338,10 @@ def ceiling(
 ) -> dict[str, Any]:
     """Records/s the emulator alone serves for the run's calls per record."""
     mix = call_mix(usage)
-    if "xray.PutTraceSegments" in mix:
-        mix["xray.PutTraceSegments"]["documents"] = (
-            documents / mix["xray.PutTraceSegments"]["calls"]
-        )
+    if documents:
+        # the daemon stores its batches in process (no HTTP call is counted): replay as many
+        # batches of the real daemon's size, through the same store
+        mix[_TRACE_STORE] = {"calls": math.ceil(documents / BATCH), "documents": BATCH}
     replay = Replay(cloud, mix, records, replayed)
     replay.setup()
     order, unknown = replay.plan()

@@ -23,7 +23,7 @@ from aws_xray_sdk.core.models.subsegment import Subsegment
 from ingest_cli import traces
 from localcloud.moto_server import MotoServer
 from localcloud.pollers import EventSourcePollers
-from localcloud.xray_daemon import XRayDaemon
+from localcloud.xray_daemon import SegmentDocument, XRayDaemon
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -74,11 +74,8 @@ PROBE_HANDLER = textwrap.dedent(
 def xray_daemon() -> Iterator[XRayDaemon]:
     holder: dict[str, MotoServer] = {}
 
-    def put(documents: list[str]) -> dict[str, Any]:
-        answer: dict[str, Any] = (
-            holder["server"].client("xray").put_trace_segments(TraceSegmentDocuments=documents)
-        )
-        return answer
+    def put(documents: list[SegmentDocument]) -> dict[str, Any]:
+        return holder["server"].put_trace_segments([d.text for d in documents])
 
     daemon = XRayDaemon(put)
     daemon.start()
@@ -155,6 +152,25 @@ def test_the_sdk_s_datagrams_end_up_in_batch_get_traces(
     # and `ingest trace`'s local read (no filter: moto refuses one) finds them in the window
     found = traces.fetch(cloud.client("xray"), since_s=600, filter_expression=None, local=True)
     assert {segment.id, child.id} <= {d["id"] for d in found}
+
+
+def test_the_daemon_s_in_process_store_answers_as_put_trace_segments_does(
+    cloud: MotoServer,
+) -> None:
+    # given one good document and one X-Ray refuses (no name)
+    trace = trace_id()
+    segment = Segment("stored-in-process", traceid=trace)
+    segment.close()
+    bad = {"id": "0123456789abcdef", "trace_id": trace, "start_time": time.time()}
+
+    # when the daemon's store is given both
+    answer = cloud.put_trace_segments([segment.serialize(), json.dumps(bad)])
+
+    # then the good one is stored, readable over the API, and the bad one refused by its id,
+    # as PutTraceSegments answers
+    assert [d["id"] for d in stored(cloud, trace)] == [segment.id]
+    refused = answer["UnprocessedTraceSegments"]
+    assert [(r["Id"], r["ErrorCode"]) for r in refused] == [("0123456789abcdef", "MissingParam")]
 
 
 def test_send_message_batch_keeps_each_entry_s_aws_trace_header(cloud: MotoServer) -> None:
@@ -344,7 +360,7 @@ def test_what_the_daemon_cannot_store_is_counted_not_dropped_silently() -> None:
         ConnectionError("moto is gone"),
     ]
 
-    def put(documents: list[str]) -> dict[str, Any]:
+    def put(documents: list[SegmentDocument]) -> dict[str, Any]:
         answer = answers.pop(0) if answers else {}
         if isinstance(answer, Exception):
             raise answer

@@ -257,9 +257,9 @@ def test_lambda_time_is_billed_per_started_millisecond_times_the_configured_memo
 
 def test_traces_are_counted_once_each_and_metrics_once_per_name_and_dimensions() -> None:
     usage = Usage()
-    segment = {"trace_id": "1-5f000000-aaaaaaaaaaaaaaaaaaaaaaaa", "id": "a", "name": "x"}
-    usage.traced([json.dumps(segment), json.dumps({**segment, "id": "b"}), "not json"])
-    usage.traced([json.dumps({**segment, "trace_id": "1-5f000000-bbbbbbbbbbbbbbbbbbbbbbbb"})])
+    first, second = "1-5f000000-aaaaaaaaaaaaaaaaaaaaaaaa", "1-5f000000-bbbbbbbbbbbbbbbbbbbbbbbb"
+    usage.traced([first, first])  # two documents of one trace
+    usage.traced([second])
     emf = {
         "_aws": {
             "CloudWatchMetrics": [

@@ -12,8 +12,9 @@ application), by who made it, by service and by operation:
 - the caller is the SDK's application id in the User-Agent (`app/NAME`, which botocore sends
   from `AWS_SDK_UA_APP_ID` or `Config(user_agent_appid=...)`): the local Lambda runtime gives
   each function its own name (`app/gro-transformer-transform`), the event source mapping
-  pollers sign as `lambda-esm`, the platform simulator as `platform`, the X-Ray daemon as
-  `xray-daemon`, the local cloud's own glue as `localcloud`; Step Functions' service
+  pollers sign as `lambda-esm`, the platform simulator as `platform`, the local cloud's own
+  glue as `localcloud` (the local X-Ray daemon stores in process and makes no calls; its name,
+  `xray-daemon`, stays reserved: runs saved before carry it); Step Functions' service
   integrations are recognised by the access key moto's interpreter signs with (`ak`); anything
   else is the operator (the CLI, a test, `ingest status`): counted, and excluded from what the
   pipeline costs.
@@ -49,7 +50,7 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 STATES = "states"  # Step Functions' service integrations (moto's interpreter)
 ESM = "lambda-esm"  # the SQS event source mappings' pollers (Lambda's, billed as SQS requests)
 PLATFORM = "platform"  # the data exchange platform calling into the pipeline
-XRAY_DAEMON = "xray-daemon"  # the X-Ray daemon's PutTraceSegments (billed as traces recorded)
+XRAY_DAEMON = "xray-daemon"  # reserved: the X-Ray daemon stores in process; older runs carry it
 LOCALCLOUD = "localcloud"  # the local cloud's glue: deploys, mapping sync, fix-ups
 OPERATOR = "operator"  # unmarked: the CLI, tests, status and follow polling
 RESERVED = frozenset({STATES, ESM, PLATFORM, XRAY_DAEMON, LOCALCLOUD, OPERATOR})
@@ -308,16 +309,10 @@ class Usage:
             tally[1] += 1
             self._metrics.update(metrics)
 
-    def traced(self, documents: Iterable[str]) -> None:
-        """X-Ray segment documents on their way to PutTraceSegments: their trace ids."""
-        ids = set()
-        for document in documents:
-            try:
-                trace_id = json.loads(document).get("trace_id")
-            except (ValueError, AttributeError):
-                continue
-            if isinstance(trace_id, str):
-                ids.add(trace_id)
+    def traced(self, trace_ids: Iterable[str]) -> None:
+        """The trace ids of X-Ray segment documents on their way to be stored (a trace is
+        counted once, however many documents it has)."""
+        ids = set(trace_ids)
         with self._lock:
             self._traces.update(ids)
 

@@ -15,13 +15,13 @@ from typing import IO, Any
 
 from deploytools import bundle
 from localcloud import access, deploy
-from localcloud.calls import ESM, PLATFORM, XRAY_DAEMON
+from localcloud.calls import ESM, PLATFORM
 from localcloud.control import ControlServer
 from localcloud.faults import Faults, FaultSpecError, FaultSwitch
 from localcloud.moto_server import MotoServer
 from localcloud.platform_process import PlatformProcess
 from localcloud.pollers import EventSourcePollers
-from localcloud.xray_daemon import XRayDaemon
+from localcloud.xray_daemon import SegmentDocument, XRayDaemon
 
 STATE_FILE = Path(os.environ.get("INGEST_STATE_DIR", Path.home() / ".cache" / "gro-ingest")) / (
     "local-cloud.json"
@@ -226,13 +226,10 @@ class LocalCloud:
             except Exception as err:  # keep polling whatever one sync met
                 self._log_line("localcloud", json.dumps({"sync_error": type(err).__name__}))
 
-    def _put_trace_segments(self, documents: list[str]) -> dict[str, Any]:
+    def _put_trace_segments(self, documents: list[SegmentDocument]) -> dict[str, Any]:
         assert self.moto is not None
-        self.moto.usage.traced(documents)  # X-Ray bills traces recorded, not these calls
-        answer: dict[str, Any] = self.moto.client("xray", caller=XRAY_DAEMON).put_trace_segments(
-            TraceSegmentDocuments=documents
-        )
-        return answer
+        self.moto.usage.traced(d.trace_id for d in documents)  # X-Ray bills traces recorded
+        return self.moto.put_trace_segments([d.text for d in documents])
 
     def _log_deploy(self, line: str) -> None:
         self._log_line("deploy", json.dumps({"message": line}))

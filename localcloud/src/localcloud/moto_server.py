@@ -452,6 +452,14 @@ class MotoServer:
         self.runtime = LambdaRuntime(endpoint=self.endpoint, **self._runtime_args)
         _install_patches(self.runtime)
 
+    def put_trace_segments(self, documents: Sequence[str]) -> dict[str, Any]:
+        """PutTraceSegments for the local X-Ray daemon, in this process (trace_patches); answers
+        as the API does."""
+        from moto.core import DEFAULT_ACCOUNT_ID
+
+        refused = trace_patches.store_segments(documents, DEFAULT_ACCOUNT_ID, self.region)
+        return {"UnprocessedTraceSegments": refused}
+
     def client(
         self, service: str, key: access.AccessKey | None = None, *, caller: str = LOCALCLOUD
     ) -> Any:

@@ -10,12 +10,20 @@ patches), so that the services set trace context exactly as they do on AWS.
   is queued (a poller never sees it without them).
 - moto's X-Ray backend is not thread-safe under the threaded server: GetTraceSummaries walks the
   dict of traces that a concurrent PutTraceSegments (the local daemon) grows ("dictionary
-  changed size during iteration"). Its requests are serialised.
+  changed size during iteration"). Its requests are serialised, and so is the daemon's store
+  (`store_segments`).
+
+`store_segments` is what moto's PutTraceSegments handler does with each document, without the
+HTTP on either side: the local daemon runs in this process, and sending its batches over HTTP
+to the server beside it (a botocore request, werkzeug, moto's request parsing) cost the main
+server's process more than storing the documents did (py-spy: 15% of it, against 4% storing).
+AWS does not bill these calls (X-Ray bills traces recorded), so no count is lost.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 _originals: dict[str, Any] = {}
@@ -54,6 +62,23 @@ def _serialised(call_action: Any) -> Any:
             return call_action(self)
 
     return call
+
+
+def store_segments(documents: Sequence[str], account: str, region: str) -> list[dict[str, Any]]:
+    """Store segment documents in moto's X-Ray backend, as PutTraceSegments does; returns
+    those it refused, as PutTraceSegments' `UnprocessedTraceSegments` lists them."""
+    from moto.xray.exceptions import BadSegmentException
+    from moto.xray.models import xray_backends
+
+    backend = xray_backends[account][region]
+    refused = []
+    with _xray_lock:
+        for document in documents:
+            try:
+                backend.process_segment(document)
+            except BadSegmentException as bad:
+                refused.append(bad.to_dict())
+    return refused
 
 
 def _targets() -> tuple[Any, Any]:

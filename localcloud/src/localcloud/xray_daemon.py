@@ -1,10 +1,12 @@
-"""A small local X-Ray daemon: the SDK's UDP datagrams in, moto's PutTraceSegments out.
+"""A small local X-Ray daemon: the SDK's UDP datagrams in, moto's X-Ray store out.
 
 The X-Ray SDK (and so Powertools' tracer) sends every segment and independent subsegment as one
 UDP datagram to `AWS_XRAY_DAEMON_ADDRESS`: the header line `{"format":"json","version":1}`, a
 newline, then the document. On AWS the daemon (or the Lambda service) forwards them to X-Ray;
-here this one stores them in moto with PutTraceSegments, in batches, from a background thread,
-so `BatchGetTraces` returns them (moto cannot filter them: `ingest trace` does that itself).
+here this one hands them to `put` (what PutTraceSegments does: the local cloud stores them in
+moto's X-Ray backend in process, `MotoServer.put_trace_segments`), in batches, from a background
+thread, so `BatchGetTraces` returns them (moto cannot filter them: `ingest trace` does that
+itself). Each document is parsed once here, and handed on with its trace id.
 
 Nothing is dropped silently: what did not parse, what moto left unprocessed, what a failed call
 lost and what the kernel dropped before we could read it (Linux's per-socket counter) are
@@ -22,7 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 _LOG = logging.getLogger(__name__)
 
@@ -33,8 +35,16 @@ _LINGER_S = 0.1  # how long a partial batch waits for more documents
 _RECV_TIMEOUT_S = 0.2  # how often the receiver looks whether it should stop
 _RCVBUF = 4 * 1024 * 1024  # asked for; the kernel caps it at net.core.rmem_max
 
-# What PutTraceSegments is given: the documents' JSON texts; answers like boto3's response.
-PutSegments = Callable[[list[str]], dict[str, Any]]
+
+class SegmentDocument(NamedTuple):
+    """A segment document as it came (its JSON text) and the trace it belongs to."""
+
+    text: str
+    trace_id: str
+
+
+# What stores a batch of documents; answers as PutTraceSegments does (UnprocessedTraceSegments).
+PutSegments = Callable[[list[SegmentDocument]], dict[str, Any]]
 
 
 def datagram(document: dict[str, Any]) -> bytes:
@@ -42,8 +52,9 @@ def datagram(document: dict[str, Any]) -> bytes:
     return f"{PROTOCOL_HEADER}\n{json.dumps(document, separators=(',', ':'))}".encode()
 
 
-def parse_datagram(data: bytes) -> str | None:
-    """The document's JSON text, or None when the datagram is not a segment document.
+def parse_datagram(data: bytes) -> SegmentDocument | None:
+    """The document (its JSON text and trace id), or None when the datagram is not a segment
+    document.
 
     A document is a segment, or an independent subsegment (`"type": "subsegment"`, with its
     `parent_id`); either needs what X-Ray needs to store it: id, trace_id, name, start_time,
@@ -66,7 +77,7 @@ def parse_datagram(data: bytes) -> str | None:
         return None
     if document.get("type") == "subsegment" and not isinstance(document.get("parent_id"), str):
         return None
-    return body.strip()
+    return SegmentDocument(body.strip(), document["trace_id"])
 
 
 class XRayDaemon:
@@ -80,7 +91,7 @@ class XRayDaemon:
         self._port = port
         self._batch = max(1, min(batch, BATCH))
         self._socket: socket.socket | None = None
-        self._documents: queue.Queue[str | None] = queue.Queue()
+        self._documents: queue.Queue[SegmentDocument | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -90,7 +101,7 @@ class XRayDaemon:
             "stored": 0,  # documents moto accepted
             "malformed": 0,  # datagrams that were not a segment document
             "unprocessed": 0,  # documents moto answered in UnprocessedTraceSegments
-            "failed": 0,  # documents lost with a PutTraceSegments call that failed
+            "failed": 0,  # documents lost with a store that failed
         }
         self._pending = 0  # documents parsed and not yet stored or counted as lost
         self._kernel_drops: int | None = None  # read when the socket closes
@@ -209,7 +220,7 @@ class XRayDaemon:
                 batch.append(more)
             self._put_batch(batch)
 
-    def _put_batch(self, batch: list[str]) -> None:
+    def _put_batch(self, batch: list[SegmentDocument]) -> None:
         stored = unprocessed = failed = 0
         try:
             answer = self._put(batch)
@@ -222,9 +233,9 @@ class XRayDaemon:
                     f"segment {item.get('Id')} not stored: {item.get('ErrorCode')} "
                     f"{item.get('Message')}",
                 )
-        except Exception as err:  # moto gone or answering 5xx: count the batch as lost
+        except Exception as err:  # moto gone or failing: count the batch as lost
             failed = len(batch)
-            self._warn("failed", f"PutTraceSegments failed: {type(err).__name__}")
+            self._warn("failed", f"storing segments failed: {type(err).__name__}")
         with self._idle:
             self._stats["stored"] += stored
             self._stats["unprocessed"] += unprocessed
