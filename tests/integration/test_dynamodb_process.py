@@ -82,6 +82,37 @@ def test_an_item_written_through_the_main_endpoint_is_read_from_the_dynamodb_pro
     assert item["note"] == {"S": "forwarded"}
 
 
+def test_get_item_answers_every_kind_of_value_as_it_was_written(cloud: MotoServer) -> None:
+    # given an item of every kind of value, binary included, and one of plain values only (the
+    # server writes a plain item's answer itself: localcloud.dynamodb_answers)
+    name = _tables(cloud)[0]
+    direct = _client(cloud.dynamodb.endpoint)
+    (key_name,) = [
+        k["AttributeName"] for k in direct.describe_table(TableName=name)["Table"]["KeySchema"]
+    ]
+    plain = {
+        "text": {"S": 'caf\u00e9 "quoted" \\ line\nbreak'},
+        "number": {"N": "-12.5"},
+        "flag": {"BOOL": False},
+        "nothing": {"NULL": True},
+        "texts": {"SS": ["a", "b"]},
+        "numbers": {"NS": ["1", "2"]},
+        "nested": {"M": {"list": {"L": [{"S": "x"}, {"M": {"n": {"N": "3"}}}]}}},
+    }
+    binary = {**plain, "blob": {"B": b"\x00\xff"}, "blobs": {"BS": [b"\x01"]}}
+    for probe, item in (("plain", plain), ("binary", binary)):
+        direct.put_item(TableName=name, Item={key_name: {"S": probe}, **item})
+
+        # when it is read back, from either endpoint
+        for client in (direct, _client(cloud.endpoint)):
+            got = client.get_item(TableName=name, Key={key_name: {"S": probe}}, ConsistentRead=True)
+
+            # then every value is as written
+            assert got["Item"] == {key_name: {"S": probe}, **item}
+    # and an absent item is no item
+    assert "Item" not in direct.get_item(TableName=name, Key={key_name: {"S": "absent"}})
+
+
 def test_a_table_lost_by_the_dynamodb_process_comes_back_at_the_next_sync(
     cloud: MotoServer,
 ) -> None:

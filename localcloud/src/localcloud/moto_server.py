@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from localcloud import access, message_move, trace_patches
+from localcloud import access, dynamodb_answers, message_move, trace_patches
 from localcloud.calls import LOCALCLOUD, Usage
 from localcloud.dynamodb_process import DynamoDBProcess
 from localcloud.faults import FaultSwitch
@@ -276,8 +276,8 @@ def _lexed(lex: Any) -> Any:
 
 def install_dynamodb_patches() -> None:
     """The patches a server that serves DynamoDB only needs (localcloud.dynamodb_process): the
-    cheaper routing, handler lookup and condition lexing, and DynamoDB's actions one at a
-    time."""
+    cheaper routing, handler lookup, condition lexing and GetItem answers, and DynamoDB's
+    actions one at a time."""
     from moto.dynamodb import comparisons
 
     parser: Any = comparisons.ConditionExpressionParser  # patching methods: see _patch_targets
@@ -289,6 +289,7 @@ def install_dynamodb_patches() -> None:
     responses.method_names_from_class = _method_names_from_class
     DynamoHandler.call_action = _serialised(DynamoHandler.call_action)
     parser._lex_condition_expression = _lexed(parser._lex_condition_expression)
+    dynamodb_answers.install()
 
 
 def _install_patches(runtime: LambdaRuntime) -> None:
