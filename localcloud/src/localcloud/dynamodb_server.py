@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
+from localcloud import keepalive
 from localcloud.calls import Usage
 from localcloud.dynamodb_process import (
     CALLS_PATH,
@@ -97,6 +98,7 @@ def main() -> None:
     usage = Usage(dynamodb_lock=dynamodb_lock)
     assert server._server is not None
     server._server.app = _control(usage, usage.middleware(server._server.app))
+    keepalive.install(server)
     _, port = server.get_host_and_port()
     print(port, flush=True)
     sys.stdin.read()  # the parent's pipe: closed when it stops, or when it dies

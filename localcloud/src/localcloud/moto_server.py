@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from localcloud import access, dynamodb_answers, message_move, trace_patches
+from localcloud import access, dynamodb_answers, keepalive, message_move, trace_patches
 from localcloud.calls import LOCALCLOUD, Usage
 from localcloud.dynamodb_process import DynamoDBProcess
 from localcloud.faults import FaultSwitch
@@ -440,6 +440,7 @@ class MotoServer:
             self.usage.middleware(server._server.app),
             sync=lambda: self.dynamodb.sync_tables(self.region),
         )
+        keepalive.install(server)  # connections kept alive, as AWS keeps them
         _, port = server.get_host_and_port()
         self.endpoint = f"http://127.0.0.1:{port}"
         # SFN tasks call http://localhost:$MOTO_PORT, read at each call.
