@@ -185,6 +185,8 @@ def test_ingest_cost_prices_the_run_ingest_run_kept(
 
 
 def test_the_last_run_is_kept_where_the_local_cloud_keeps_its_state() -> None:
+    from ingest_cli import cloud_parsers
     from localcloud.cloud import STATE_FILE
 
     assert STATE_FILE.parent == cost.state_dir()
+    assert cloud_parsers._state_file() == STATE_FILE

@@ -28,6 +28,7 @@ from deploytools import releases
 from deploytools.stacks import SERVICES, stack_name
 from ingest_cli import cost as costs
 from ingest_cli import receipts as receipt_files
+from ingest_cli.cloud_parsers import alive
 from ingest_cli.follow import follow, format_summary, upload
 from localcloud import deploy as local_deployer
 from localcloud import faults
@@ -48,18 +49,6 @@ def _http_json(url: str, timeout: float = 2.0) -> Any:
 STARTING_WAIT_SECONDS = 600
 
 
-def _alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running_cloud(wait: bool = True) -> dict[str, Any] | None:
     """The state of an `ingest up` answering on 127.0.0.1, if there is one; one still starting
     (deploying its stacks) is waited for, so `ingest up &` can be followed by any command."""
@@ -70,7 +59,7 @@ def running_cloud(wait: bool = True) -> dict[str, Any] | None:
             state: dict[str, Any] = json.loads(STATE_FILE.read_text())
         except (OSError, ValueError):  # no file, or one being written
             return None
-        if state.get("starting") and wait and _alive(state.get("pid")):
+        if state.get("starting") and wait and alive(state.get("pid")):
             if not said:
                 _say("waiting for the local cloud that `ingest up` is starting")
                 said = True

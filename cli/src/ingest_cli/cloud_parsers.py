@@ -10,9 +10,13 @@ only when that command runs, and says in one line what to install if it cannot.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import json
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 # `deploytools.stacks.STACKS`, written out so that `ingest --help` needs no deploytools
@@ -55,6 +59,53 @@ def _lazy(command: str, function: str, module_name: str = "ingest_cli.cloud_comm
     return run
 
 
+def alive(pid: object) -> bool:
+    """Whether process `pid` is running."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _state_file() -> Path:
+    # localcloud.cloud.STATE_FILE, without loading it (a test holds the two equal)
+    home = Path(os.environ.get("INGEST_STATE_DIR", Path.home() / ".cache" / "gro-ingest"))
+    return home / "local-cloud.json"
+
+
+def _up(args: argparse.Namespace) -> int:
+    """`ingest up`, saying at once that a cloud is starting.
+
+    Loading the cloud commands takes a second or more (several on a busy machine), and a
+    command typed right after `ingest up &` that finds no state file starts a cloud of its own.
+    So the "starting" state is written first, unless a live process holds the file already
+    (`up` then says a cloud is running); it is taken back if `up` ends before its cloud does.
+    """
+    path = _state_file()
+    try:
+        current = json.loads(path.read_text())
+    except (OSError, ValueError):
+        current = None
+    announced = not (isinstance(current, dict) and alive(current.get("pid")))
+    if announced:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps({"starting": True, "pid": os.getpid()}))
+        partial.replace(path)
+    try:
+        return _lazy("up", "up")(args)
+    finally:
+        if announced:
+            with contextlib.suppress(OSError, ValueError):
+                if json.loads(path.read_text()).get("pid") == os.getpid():
+                    path.unlink()
+
+
 def add_parsers(sub: Any) -> None:
     """Add the cloud commands to `ingest`'s sub-command parser."""
     p = sub.add_parser("up", help="run the local cloud in the foreground until Ctrl-C")
@@ -62,7 +113,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--port", type=int, default=0, help="moto's port (default: a free one)")
     p.add_argument("--logs", help="write every function's log lines (JSON lines) here")
     _fault_option(p)
-    p.set_defaults(run=_lazy("up", "up"))
+    p.set_defaults(run=_up)
 
     p = sub.add_parser("run", help="ingest a file end to end and print a summary per stage")
     p.add_argument("file")
