@@ -25,28 +25,26 @@ PLAIN_ITEM: dict[str, Any] = {
 }
 
 
-def walked(result: dict[str, Any]) -> tuple[int, dict[str, Any], str]:
-    """What moto's own serialiser writes for a GetItem result."""
+def _context() -> ActionContext:
+    """What moto's serialiser is given for a GetItem answer."""
     service = get_service_model("dynamodb")
-    context = ActionContext(
+    return ActionContext(
         service,
         service.operation_model("GetItem"),
         get_serializer_class("dynamodb", "json"),
         object(),  # type: ignore[arg-type]  # (the walk reads no more of it than getattr)
     )
-    status, headers, body = ActionResult(result).execute_result(context)
+
+
+def walked(result: dict[str, Any]) -> tuple[int, dict[str, Any], str]:
+    """What moto's own serialiser writes for a GetItem result."""
+    status, headers, body = ActionResult(result).execute_result(_context())
     return status, dict(headers), body
 
 
 def answered(result: dict[str, Any]) -> tuple[int, dict[str, Any], str]:
-    service = get_service_model("dynamodb")
-    context = ActionContext(
-        service,
-        service.operation_model("GetItem"),
-        get_serializer_class("dynamodb", "json"),
-        object(),  # type: ignore[arg-type]
-    )
-    status, headers, body = _answer_class()(result).execute_result(context)
+    """What the patched GetItem writes for it."""
+    status, headers, body = _answer_class()(result).execute_result(_context())
     return status, dict(headers), body
 
 
