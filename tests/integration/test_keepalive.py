@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from werkzeug.serving import make_server
 
+from localcloud import keepalive
 from localcloud.moto_server import MotoServer
 
 DATA = "/moto-api/data.json"
@@ -77,3 +83,69 @@ def test_a_body_of_no_stated_length_closes_its_connection(cloud: MotoServer) -> 
     # then it is answered, and the connection is not kept
     assert answer.status == 200
     assert answer.getheader("Connection") == "close"
+
+
+class _Server:
+    """A werkzeug threaded server (the kind moto runs) with a small app, kept alive."""
+
+    def __init__(self, app: Any) -> None:
+        self.wsgi = make_server("127.0.0.1", 0, app, threaded=True)
+        self._server = self.wsgi  # what keepalive.install reads, as on ThreadedMotoServer
+        keepalive.install(self)
+        self.thread = threading.Thread(target=self.wsgi.serve_forever, daemon=True)
+        self.thread.start()
+        self.endpoint = f"http://127.0.0.1:{self.wsgi.server_port}"
+
+    def stop(self) -> None:
+        self.wsgi.shutdown()
+        self.wsgi.server_close()
+        keepalive.close_all(self)
+
+
+def _answer(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+    start_response("200 OK", [("Content-Length", "10")])
+    yield b"first half"
+    if environ.get("PATH_INFO") == "/fail":
+        raise RuntimeError("the answer breaks off")
+
+
+def test_an_answer_the_app_broke_off_closes_its_connection_at_once() -> None:
+    server = _Server(_answer)
+    try:
+        conn = _connect(server.endpoint)
+        conn.request("GET", "/ok")
+        assert conn.getresponse().read() == b"first half"
+        # when the app raises after its headers went out
+        conn.request("GET", "/fail")
+        answer = conn.getresponse()
+        # then the client is not left waiting for more: the connection closes
+        assert answer.read() == b"first half"
+        conn.request("GET", "/ok")
+        with pytest.raises((http.client.HTTPException, OSError)):
+            conn.getresponse()
+    finally:
+        server.stop()
+
+
+def test_a_stopped_server_answers_no_more_on_the_connections_it_kept() -> None:
+    server = _Server(_answer)
+    conn = _connect(server.endpoint)
+    conn.request("GET", "/ok")
+    assert conn.getresponse().read() == b"first half"
+    server.stop()
+    conn.request("GET", "/ok")
+    with pytest.raises((http.client.HTTPException, OSError)):
+        conn.getresponse()
+
+
+def test_an_http_1_0_client_is_closed() -> None:
+    server = _Server(_answer)
+    try:
+        with socket.create_connection(("127.0.0.1", server.wsgi.server_port), timeout=10) as raw:
+            raw.sendall(b"GET /ok HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            received = b""
+            while chunk := raw.recv(4096):  # ends only if the server closes
+                received += chunk
+        assert received.startswith(b"HTTP/1.") and received.endswith(b"first half")
+    finally:
+        server.stop()

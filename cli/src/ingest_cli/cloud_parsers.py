@@ -84,7 +84,8 @@ def _up(args: argparse.Namespace) -> int:
     Loading the cloud commands takes a second or more (several on a busy machine), and a
     command typed right after `ingest up &` that finds no state file starts a cloud of its own.
     So the "starting" state is written first, unless a live process holds the file already
-    (`up` then says a cloud is running); it is taken back if `up` ends before its cloud does.
+    (then `up` itself decides, as it always did); it is taken back if `up` ends before its
+    cloud does.
     """
     path = _state_file()
     try:

@@ -519,6 +519,7 @@ class MotoServer:
             self.runtime.shutdown()
             self.runtime = None
         self._server.stop()
+        keepalive.close_all(self._server)
         self._server = None
         self.dynamodb.stop()
         os.environ.pop("MOTO_PORT", None)

@@ -78,6 +78,8 @@ def store_segments(documents: Sequence[str], account: str, region: str) -> list[
                 backend.process_segment(document)
             except BadSegmentException as bad:
                 refused.append(bad.to_dict())
+            except Exception as err:  # (moto's handler fails the whole call: only this one)
+                refused.append({"ErrorCode": "InternalFailure", "Message": type(err).__name__})
     return refused
 
 
