@@ -3,8 +3,9 @@ and shims that load them.
 
 The file commands (validate, transform, sample) must start without boto3, moto, the local cloud
 or the deploy tools, which come with the `cloud` extra. So this module imports nothing beyond
-the standard library: each command's `run` is a shim that imports `ingest_cli.cloud_commands`
-only when that command runs, and says in one line what to install if it cannot.
+the standard library and `ingest_cli.cost` (which imports nothing else either): each
+command's `run` is a shim that imports `ingest_cli.cloud_commands` only when that command
+runs, and says in one line what to install if it cannot.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from ingest_cli.cost import state_dir
 
 # `deploytools.stacks.STACKS`, written out so that `ingest --help` needs no deploytools
 # (a test holds the two equal).
@@ -74,8 +77,7 @@ def alive(pid: object) -> bool:
 
 def _state_file() -> Path:
     # localcloud.cloud.STATE_FILE, without loading it (a test holds the two equal)
-    home = Path(os.environ.get("INGEST_STATE_DIR", Path.home() / ".cache" / "gro-ingest"))
-    return home / "local-cloud.json"
+    return state_dir() / "local-cloud.json"
 
 
 def _up(args: argparse.Namespace) -> int:
