@@ -43,7 +43,7 @@ class _Drained:
         return b""
 
 
-_FAILED = "localcloud.keepalive.failed"  # the environ's: called when the application raised
+_FAILED = "localcloud.keepalive.failed"  # in the environ: the application raised
 
 
 def _guarded(app: Any) -> Any:
@@ -54,9 +54,7 @@ def _guarded(app: Any) -> Any:
         try:
             yield from app(environ, start_response)
         except Exception:
-            failed = environ.get(_FAILED)
-            if callable(failed):
-                failed()
+            environ[_FAILED] = True
             raise
 
     return serve
@@ -105,7 +103,7 @@ def keep_alive(handler: Any) -> Any:
                 return
             body = LimitedStream(self.rfile, int(length))
             self._body: LimitedStream | None = body
-            self._failed = False
+            self._environ: dict[str, Any] = {}
             rfile, connection = self.rfile, self.connection
             self.rfile, self.connection = drained, ready
             try:
@@ -113,7 +111,7 @@ def keep_alive(handler: Any) -> Any:
             finally:
                 self.rfile, self.connection = rfile, connection
                 self._body = None
-            if self._failed:
+            if self._environ.get(_FAILED):
                 self.close_connection = True  # the answer may be cut short
             try:
                 # the unread rest of this request, to its length only: before the next request,
@@ -129,12 +127,7 @@ def keep_alive(handler: Any) -> Any:
             if body is not None:
                 environ["wsgi.input"] = body
                 environ["werkzeug.socket"] = self.request
-                handler = self
-
-                def failed() -> None:
-                    handler._failed = True
-
-                environ[_FAILED] = failed
+                self._environ = environ
             return environ
 
         def send_header(self, keyword: str, value: str) -> None:
