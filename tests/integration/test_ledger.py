@@ -169,17 +169,22 @@ def ended(status: RecordStatus, *ordinals: int) -> list[RecordEnd]:
     return [RecordEnd(REF, o, status, f"gro1-{o:064x}") for o in ordinals]
 
 
+def split_file(cloud: MotoServer, records: int) -> tuple[Counting, Ledger, str]:
+    """A file of `records` records, checked and split, in a ledger on a counting client."""
+    deploy.deploy(cloud.client, "foundation")
+    db = Counting(cloud.client("dynamodb"))
+    ledger = Ledger(db, TABLE)
+    ledger.file_checked(REF, records)
+    ledger.file_split(REF, records)
+    return db, ledger, file_id(REF)
+
+
 @pytest.mark.usefixtures("small_blocks")
 def test_a_poll_reads_only_the_blocks_not_yet_known_complete_and_counts_stay_exact(
     cloud: MotoServer,
 ) -> None:
-    deploy.deploy(cloud.client, "foundation")
-    db = Counting(cloud.client("dynamodb"))
-    ledger = Ledger(db, TABLE)
-    fid = file_id(REF)
     records = 5 * SMALL + 10  # six blocks, the last one of 10
-    ledger.file_checked(REF, records)
-    ledger.file_split(REF, records)
+    db, ledger, fid = split_file(cloud, records)
     # blocks 0, 1 and 3 complete (block 1 with a dead-lettered record), 2 missing one, 4 and
     # 5 empty; every ending delivered twice
     done = [*range(1, 2 * SMALL + 1), *range(3 * SMALL + 1, 4 * SMALL + 1)]
@@ -241,13 +246,8 @@ def test_a_poll_reads_only_the_blocks_not_yet_known_complete_and_counts_stay_exa
 def test_following_a_file_reads_each_complete_block_once_and_its_summary_whole(
     cloud: MotoServer,
 ) -> None:
-    deploy.deploy(cloud.client, "foundation")
-    db = Counting(cloud.client("dynamodb"))
-    ledger = Ledger(db, TABLE)
-    fid = file_id(REF)
     records = 3 * SMALL  # three blocks
-    ledger.file_checked(REF, records)
-    ledger.file_split(REF, records)
+    db, ledger, fid = split_file(cloud, records)
     # given the first two blocks complete, one record of them dead-lettered
     ledger.records_ended(ended(RecordStatus.PUBLISHED, *range(2, 2 * SMALL + 1)))
     ledger.records_ended(ended(RecordStatus.DEAD_LETTERED, 1))
