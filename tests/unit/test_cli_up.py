@@ -56,3 +56,41 @@ def test_a_live_process_s_state_is_left_for_up_to_judge(
             assert json.loads(state.read_text()) == held
         finally:
             other.kill()
+
+
+def test_a_second_up_started_while_one_holds_the_lock_ends_at_once(
+    state: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given another `ingest up` (a process of its own) that has taken the lock, and has not
+    # yet written any state: the two were started together
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from ingest_cli import cloud_parsers;"
+            " assert cloud_parsers._take_up_lock(Path(sys.argv[1]));"
+            " print('held', flush=True); time.sleep(30)",
+            str(state.with_suffix(".lock")),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+
+        def loading(_command: str, _function: str) -> cloud_parsers.Command:
+            raise AssertionError("a second `up` must not start a cloud")
+
+        monkeypatch.setattr(cloud_parsers, "_lazy", loading)
+
+        # when this `up` starts, it ends at once, saying why, and writes no state
+        assert cloud_parsers._up(argparse.Namespace()) == 1
+        assert "another `ingest up` is starting or running" in capsys.readouterr().err
+        assert not state.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+    # and once the holder has ended (killed: nothing cleaned up), the lock is free again
+    monkeypatch.setattr(cloud_parsers, "_lazy", lambda *_: lambda _args: 0)
+    assert cloud_parsers._up(argparse.Namespace()) == 0

@@ -80,6 +80,27 @@ def _state_file() -> Path:
     return state_dir() / "local-cloud.json"
 
 
+# The lock file descriptors this process holds (kept open: closing one lets the lock go).
+_held: list[int] = []
+
+
+def _take_up_lock(path: Path) -> bool:
+    """Take the lock that one `ingest up` at a time holds for as long as it lives; False if
+    another process holds it. (A `flock`: the kernel lets it go when its holder ends, however
+    it ends, so a crashed `up` leaves nothing to clean.)"""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    _held.append(fd)
+    return True
+
+
 def _up(args: argparse.Namespace) -> int:
     """`ingest up`, saying at once that a cloud is starting.
 
@@ -88,8 +109,18 @@ def _up(args: argparse.Namespace) -> int:
     So the "starting" state is written first, unless a live process holds the file already
     (then `up` itself decides, as it always did); it is taken back if `up` ends before its
     cloud does.
+
+    Two `ingest up`s started together would both find no state and both start a cloud: the
+    state file is read and written, not locked. So `up` first takes a lock beside it, held
+    until it ends; a second `up` that cannot take it says so and ends.
     """
     path = _state_file()
+    if not _take_up_lock(path.with_suffix(".lock")):
+        print(
+            f"ingest up: another `ingest up` is starting or running a local cloud ({path})",
+            file=sys.stderr,
+        )
+        return 1
     try:
         current = json.loads(path.read_text())
     except (OSError, ValueError):
