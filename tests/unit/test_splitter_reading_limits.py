@@ -27,7 +27,7 @@ from splitter.extract import (
     Fragment,
     OversizedRecord,
 )
-from tests.builders import extract, fragment, record
+from tests.builders import ROOT_OPEN, extract, fragment, record
 
 CHUNKS = [1 << 20, FEED_BYTES, FEED_BYTES + 1, 100_000, 29_989, 4_093]
 EMPTY = "<Extra></Extra>"
@@ -146,6 +146,28 @@ def test_whether_a_record_is_cut_does_not_depend_on_the_chunk_size() -> None:
         assert len(outcomes) == 1, (elements, outcomes)
         verdicts |= outcomes
     assert len(verdicts) == 2  # the sizes above straddle the limit: both verdicts occur
+
+
+def test_a_false_end_tag_in_a_cut_record_leaves_the_next_verdict_to_the_file_alone() -> None:
+    # Record 2 runs past the limit and is cut. A comment in it holds what looks like its end
+    # tag (100 bytes past a multiple of FEED_BYTES) and its real end tag has a space in it, so
+    # its end is not known to the byte. Record 3 is over the limit in the file and under it
+    # re-serialised: whether it is cut is judged at multiples of FEED_BYTES in the file, which
+    # the feeds after the false end tag must still stop on, however the file is read.
+    first = record(registration_id="1")
+    open_part = big("2", elements=30_000, end="")
+    fake = "<!-- </DeathRegistration"
+    before = len((ROOT_OPEN + first + open_part).encode())
+    pad = (before + len(fake)) // FEED_BYTES * FEED_BYTES + FEED_BYTES + 100 - before - len(fake)
+    second = f"{open_part}<Extra>{'x' * (pad - 15)}</Extra>{fake}> --></DeathRegistration >"
+    verdicts = set()
+    for elements in (26_000, 26_250, 27_000):
+        data = extract(first, second, record(registration_id="3", rest=EMPTY * elements))
+        assert (data.index(fake.encode()) + len(fake)) % FEED_BYTES == 100
+        outcomes = {tuple(type(o).__name__ for o in read(data, chunk)[0]) for chunk in CHUNKS}
+        assert len(outcomes) == 1, (elements, outcomes)
+        verdicts |= outcomes
+    assert len(verdicts) == 2  # record 3's sizes straddle the limit: both verdicts occur
 
 
 # -- the tree under the parser -------------------------------------------------------------

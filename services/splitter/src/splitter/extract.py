@@ -747,6 +747,10 @@ class ExtractReader:
         """
         tag = self._cut_end_tag
         n = len(tag)
+        # never past the next multiple of FEED_BYTES in the file: the limits are judged there,
+        # and a feed that ran past one (after a candidate, the feeds no longer start on one)
+        # would make whether the next record is cut depend on where the reads ended
+        mark = at + FEED_BYTES - self._fed % FEED_BYTES
         gt = -1
         if at < n - 1 and self._carry:
             # an end tag that began in the previous chunk
@@ -755,11 +759,11 @@ class ExtractReader:
             if i >= 0 and i + n - 1 - len(head) >= at:
                 gt = i + n - 1 - len(head)
         if gt < 0:
-            i = data.find(tag, max(0, at - n + 1), at + FEED_BYTES + n)
+            i = data.find(tag, max(0, at - n + 1), mark + n)
             if i >= 0:
                 gt = i + n - 1
-        if gt < 0:
-            return min(at + FEED_BYTES, len(data)), False
+        if gt < 0 or gt > mark:
+            return min(mark, len(data)), False
         if gt > at:
             return gt, False
         return gt + 1, True
