@@ -738,6 +738,37 @@ def test_leading_whitespace_is_accepted_whatever_the_chunk_size(chunk_bytes) -> 
     assert ExtractReader(io.BytesIO(data), chunk_bytes=chunk_bytes).check().records == 1
 
 
+_HEAD_CHUNKS = [None, 1 << 20, 64 * 1024, 4_093]
+
+
+def _verdict(data: bytes, chunk_bytes: int | None) -> int | str:
+    """The records a whole-file check counts, or the reason it refuses the file."""
+    kwargs = {} if chunk_bytes is None else {"chunk_bytes": chunk_bytes}
+    try:
+        return ExtractReader(io.BytesIO(data), **kwargs).check().records
+    except FileRejectedError as err:
+        return str(err)
+
+
+@pytest.mark.parametrize("chunk_bytes", _HEAD_CHUNKS)
+def test_a_long_prolog_within_the_first_mib_is_accepted_whatever_the_reads(chunk_bytes) -> None:
+    # A head (the first 64 KiB) of nothing but whitespace is not an empty file; a root after
+    # 100 KB of prolog is a root in the first MiB, however long the file (here over 1 MiB).
+    big = valid_extract(2_500)
+    assert len(big) > 1 << 20
+    assert _verdict(b"\n" * 70_000 + valid_extract(1), chunk_bytes) == 1
+    assert _verdict(b" " * 100_000 + big, chunk_bytes) == 2_500
+    assert _verdict(b"<!--" + b"x" * 100_000 + b"-->" + big, chunk_bytes) == 2_500
+
+
+@pytest.mark.parametrize("chunk_bytes", _HEAD_CHUNKS)
+def test_whitespace_alone_is_empty_and_past_the_first_mib_has_no_root(chunk_bytes) -> None:
+    assert _verdict(b" \n" * 10, chunk_bytes) == "the file is empty"
+    assert _verdict(b" " * 1_200_000 + valid_extract(1), chunk_bytes) == (
+        "no DeathRegistrationGroup root element in the first MiB"
+    )
+
+
 def test_a_plain_file_is_sliced_not_reserialised() -> None:
     # the fast path is the point of the splitter's design: prove it is taken on a normal file
     reader = ExtractReader(io.BytesIO(valid_extract(5)))

@@ -54,6 +54,8 @@ HEAD_BYTES = 64 * 1024
 # How far into a file its root element must have started.
 MAX_PROLOG_BYTES = 1 << 20
 
+_NO_ROOT = "no DeathRegistrationGroup root element in the first MiB"
+
 _HARDENED = {
     "resolve_entities": False,
     "load_dtd": False,
@@ -357,6 +359,16 @@ class ExtractReader:
                     if not more:
                         break
                     data += more
+                # A head of nothing but whitespace says nothing yet: only the stream's end makes
+                # the file empty; past the prolog limit, the missing root refuses it.
+                more = data
+                while more and not data.strip() and len(data) <= MAX_PROLOG_BYTES:
+                    more = self._stream.read(
+                        min(self._chunk_bytes, MAX_PROLOG_BYTES + 1 - len(data))
+                    )
+                    data += more
+                if more and not data.strip():
+                    raise FileRejectedError(_NO_ROOT)
                 self._check_head(data)
                 first = False
             if not data:
@@ -384,8 +396,9 @@ class ExtractReader:
                     self._watch()
             except etree.XMLSyntaxError as err:
                 raise _syntax_error(err) from None
-            if not self._sniffed_root and self.bytes_read > MAX_PROLOG_BYTES:
-                raise FileRejectedError("no DeathRegistrationGroup root element in the first MiB")
+            # (the sniff looks at the head only: a root after a long prolog is the parser's)
+            if self._root is None and not self._sniffed_root and self.bytes_read > MAX_PROLOG_BYTES:
+                raise FileRejectedError(_NO_ROOT)
             self._carry = (self._carry + data)[-256:] if len(data) < 256 else data[-256:]
             if emit_from is not None and self._slicing:
                 # keep the bytes from the end of the last record on; none of a record being
