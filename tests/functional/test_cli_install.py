@@ -142,7 +142,8 @@ def _in(venv: Path, program: str, *args: str) -> subprocess.CompletedProcess[str
         cwd=venv,  # not the repository: nothing of the workspace on sys.path
         capture_output=True,
         text=True,
-        env=_clean_env(),
+        # the state (and `ingest up`'s lock) beside the install, not in the home directory
+        env={**_clean_env(), "INGEST_STATE_DIR": str(venv / "state")},
         timeout=120,
         check=False,
     )

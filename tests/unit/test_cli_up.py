@@ -4,10 +4,14 @@ typed right after `ingest up &` waits for it instead of starting a cloud of its 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,39 +62,82 @@ def test_a_live_process_s_state_is_left_for_up_to_judge(
             other.kill()
 
 
-def test_a_second_up_started_while_one_holds_the_lock_ends_at_once(
-    state: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # given another `ingest up` (a process of its own) that has taken the lock, and has not
-    # yet written any state: the two were started together
+_HOLDER = """
+import json, os, sys
+from pathlib import Path
+from ingest_cli import cloud_parsers
+state = Path(sys.argv[1])
+assert cloud_parsers._take_up_lock(state.with_suffix(".lock"))
+if sys.argv[2] == "running":
+    state.write_text(json.dumps({"starting": True, "pid": os.getpid()}))
+print("held", flush=True)
+sys.stdin.readline()  # until told to end; then, ending, it lets the lock go
+"""
+
+
+@contextlib.contextmanager
+def another_up(state: Path, how: str) -> Iterator[subprocess.Popen[str]]:
+    """Another `ingest up` (a process of its own) holding the lock: `running` (its state
+    written) or `stopping` (its state gone, its cloud still stopping)."""
     holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; from pathlib import Path; from ingest_cli import cloud_parsers;"
-            " assert cloud_parsers._take_up_lock(Path(sys.argv[1]));"
-            " print('held', flush=True); time.sleep(30)",
-            str(state.with_suffix(".lock")),
-        ],
+        [sys.executable, "-c", _HOLDER, str(state), how],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-
-        def loading(_command: str, _function: str) -> cloud_parsers.Command:
-            raise AssertionError("a second `up` must not start a cloud")
-
-        monkeypatch.setattr(cloud_parsers, "_lazy", loading)
-
-        # when this `up` starts, it ends at once, saying why, and writes no state
-        assert cloud_parsers._up(argparse.Namespace()) == 1
-        assert "another `ingest up` is starting or running" in capsys.readouterr().err
-        assert not state.exists()
+        yield holder
     finally:
         holder.kill()
         holder.wait()
+        for pipe in (holder.stdin, holder.stdout):
+            if pipe is not None:
+                pipe.close()
 
-    # and once the holder has ended (killed: nothing cleaned up), the lock is free again
+
+def _no_cloud(_command: str, _function: str) -> cloud_parsers.Command:
+    raise AssertionError("a second `up` must not start a cloud")
+
+
+def test_a_second_up_while_one_runs_ends_at_once(
+    state: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cloud_parsers, "_lazy", _no_cloud)
+    with another_up(state, "running"):
+        started = time.monotonic()
+        assert cloud_parsers._up(argparse.Namespace()) == 1
+        assert time.monotonic() - started < 5  # not waited out
+    assert "another `ingest up` is starting or running" in capsys.readouterr().err
+
+
+def test_a_second_up_waits_for_one_that_is_stopping_then_starts(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held_while_loading: list[bool] = []
+
+    def loading(_command: str, _function: str) -> cloud_parsers.Command:
+        # this `up` holds the lock now: a third one could not take it
+        held_while_loading.append(not cloud_parsers._take_up_lock(state.with_suffix(".lock")))
+        return lambda _args: 0
+
+    monkeypatch.setattr(cloud_parsers, "_lazy", loading)
+    with another_up(state, "stopping") as holder:
+        # the holder ends a moment after this `up` starts waiting for it
+        assert holder.stdin is not None
+        ender = threading.Timer(1.0, holder.stdin.close)
+        ender.start()
+        try:
+            assert cloud_parsers._up(argparse.Namespace()) == 0
+        finally:
+            ender.cancel()
+        assert holder.wait(timeout=10) is not None
+    assert held_while_loading == [True]
+
+
+def test_a_killed_up_leaves_the_lock_free(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with another_up(state, "running") as holder:
+        holder.kill()
+        holder.wait()
     monkeypatch.setattr(cloud_parsers, "_lazy", lambda *_: lambda _args: 0)
     assert cloud_parsers._up(argparse.Namespace()) == 0

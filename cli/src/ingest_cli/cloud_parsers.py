@@ -16,6 +16,7 @@ import importlib
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -84,19 +85,30 @@ def _state_file() -> Path:
 _held: list[int] = []
 
 
-def _take_up_lock(path: Path) -> bool:
+# How long a new `up` waits for one that is stopping (its state file gone, its lock still
+# held while it stops its cloud: a few seconds).
+UP_STOPPING_WAIT_SECONDS = 60.0
+
+
+def _take_up_lock(path: Path, *, stopping: Callable[[], bool] = lambda: False) -> bool:
     """Take the lock that one `ingest up` at a time holds for as long as it lives; False if
-    another process holds it. (A `flock`: the kernel lets it go when its holder ends, however
-    it ends, so a crashed `up` leaves nothing to clean.)"""
+    another process holds it. While `stopping()` says the holder is on its way out, wait for
+    it (at most UP_STOPPING_WAIT_SECONDS). (A `flock`: the kernel lets it go when its holder
+    ends, however it ends, so a crashed `up` leaves nothing to clean.)"""
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return False
+    deadline = time.monotonic() + UP_STOPPING_WAIT_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if not stopping() or time.monotonic() > deadline:
+                os.close(fd)
+                return False
+            time.sleep(0.2)
     _held.append(fd)
     return True
 
@@ -112,10 +124,13 @@ def _up(args: argparse.Namespace) -> int:
 
     Two `ingest up`s started together would both find no state and both start a cloud: the
     state file is read and written, not locked. So `up` first takes a lock beside it, held
-    until it ends; a second `up` that cannot take it says so and ends.
+    until it ends; a second `up` that cannot take it says so and ends, unless the holder is
+    stopping: then it waits for it.
     """
     path = _state_file()
-    if not _take_up_lock(path.with_suffix(".lock")):
+    # the holder writes its state as soon as it has the lock, and removes it as it stops: no
+    # state file, then, is an `up` stopping (or, for an instant, one just started)
+    if not _take_up_lock(path.with_suffix(".lock"), stopping=lambda: not path.exists()):
         print(
             f"ingest up: another `ingest up` is starting or running a local cloud ({path})",
             file=sys.stderr,
