@@ -738,35 +738,77 @@ def test_leading_whitespace_is_accepted_whatever_the_chunk_size(chunk_bytes) -> 
     assert ExtractReader(io.BytesIO(data), chunk_bytes=chunk_bytes).check().records == 1
 
 
-_HEAD_CHUNKS = [None, 1 << 20, 64 * 1024, 4_093]
+class _ShortReads(io.RawIOBase):
+    """A stream that returns at most `most` bytes a read, as a socket or S3's body may."""
+
+    def __init__(self, data: bytes, most: int) -> None:
+        self._data = io.BytesIO(data)
+        self._most = most
+
+    def read(self, size: int = -1) -> bytes:
+        return self._data.read(self._most if size < 0 else min(size, self._most))
 
 
-def _verdict(data: bytes, chunk_bytes: int | None) -> int | str:
-    """The records a whole-file check counts, or the reason it refuses the file."""
-    kwargs = {} if chunk_bytes is None else {"chunk_bytes": chunk_bytes}
-    try:
-        return ExtractReader(io.BytesIO(data), **kwargs).check().records
-    except FileRejectedError as err:
-        return str(err)
+# how a file may be read: (chunk_bytes, at most this much a read)
+_READS = [(None, None), (1 << 20, None), (8_192, None), (4_093, None), (None, 7_000), (None, 999)]
 
 
-@pytest.mark.parametrize("chunk_bytes", _HEAD_CHUNKS)
-def test_a_long_prolog_within_the_first_mib_is_accepted_whatever_the_reads(chunk_bytes) -> None:
-    # A head (the first 64 KiB) of nothing but whitespace is not an empty file; a root after
-    # 100 KB of prolog is a root in the first MiB, however long the file (here over 1 MiB).
+def _verdicts(data: bytes) -> set[int | str]:
+    """What a whole-file check says of `data` (records counted, or the reason it refuses the
+    file), each way it may be read: one verdict, if the reads do not matter."""
+    out: set[int | str] = set()
+    for chunk_bytes, most in _READS:
+        stream = io.BytesIO(data) if most is None else _ShortReads(data, most)
+        kwargs = {} if chunk_bytes is None else {"chunk_bytes": chunk_bytes}
+        try:
+            out.add(ExtractReader(stream, **kwargs).check().records)  # type: ignore[arg-type]
+        except FileRejectedError as err:
+            out.add(str(err))
+    return out
+
+
+def _comment(size: int) -> bytes:
+    return b"<!--" + b"x" * (size - 7) + b"-->"
+
+
+_NO_ROOT = "no DeathRegistrationGroup root element in the first MiB"
+_MIB = 1 << 20
+
+
+def test_a_root_whose_start_tag_is_whole_in_the_first_mib_is_accepted_whatever_the_reads() -> None:
+    # A head (the first 64 KiB) of nothing but whitespace is not an empty file, and a root
+    # after a long prolog is a root, however long the file (here over 1 MiB).
     big = valid_extract(2_500)
-    assert len(big) > 1 << 20
-    assert _verdict(b"\n" * 70_000 + valid_extract(1), chunk_bytes) == 1
-    assert _verdict(b" " * 100_000 + big, chunk_bytes) == 2_500
-    assert _verdict(b"<!--" + b"x" * 100_000 + b"-->" + big, chunk_bytes) == 2_500
+    assert len(big) > _MIB
+    tag = len(extract("").split(b">")[0]) + 1  # the root's start tag
+    assert _verdicts(b"\n" * 70_000 + valid_extract(1)) == {1}
+    assert _verdicts(b" " * 100_000 + big) == {2_500}
+    assert _verdicts(_comment(100_000) + big) == {2_500}
+    assert _verdicts(b" " * (_MIB - tag) + big) == {2_500}
+    assert _verdicts(_comment(_MIB - tag) + big) == {2_500}
 
 
-@pytest.mark.parametrize("chunk_bytes", _HEAD_CHUNKS)
-def test_whitespace_alone_is_empty_and_past_the_first_mib_has_no_root(chunk_bytes) -> None:
-    assert _verdict(b" \n" * 10, chunk_bytes) == "the file is empty"
-    assert _verdict(b" " * 1_200_000 + valid_extract(1), chunk_bytes) == (
-        "no DeathRegistrationGroup root element in the first MiB"
-    )
+def test_a_root_not_whole_in_the_first_mib_is_refused_whatever_the_reads() -> None:
+    big = valid_extract(2_500)
+    tag = len(extract("").split(b">")[0]) + 1
+    assert _verdicts(b" " * (_MIB - tag + 1) + big) == {_NO_ROOT}
+    assert _verdicts(_comment(_MIB - 30) + big) == {_NO_ROOT}
+    assert _verdicts(b" " * 1_200_000 + valid_extract(1)) == {_NO_ROOT}
+    assert _verdicts(_comment(_MIB + 8_192) + big) == {_NO_ROOT}
+
+
+def test_whitespace_alone_is_empty_whatever_the_reads() -> None:
+    assert _verdicts(b" \n" * 10) == {"the file is empty"}
+    assert _verdicts(b" " * 200_000) == {"the file is empty"}
+    # past the first MiB, all that can be said is that no root started there
+    assert _verdicts(b" " * 1_100_000) == {_NO_ROOT}
+
+
+def test_a_wrong_root_after_a_long_blank_head_is_named_at_once() -> None:
+    # (named by the sniff, as without the blank head: not read to the first MiB first)
+    (verdict,) = _verdicts(b"\n" * 70_000 + b"<html><body/></html>")
+    assert isinstance(verdict, str)
+    assert verdict.startswith("the root element's name is not one the GRO format defines")
 
 
 def test_a_plain_file_is_sliced_not_reserialised() -> None:

@@ -359,16 +359,8 @@ class ExtractReader:
                     if not more:
                         break
                     data += more
-                # A head of nothing but whitespace says nothing yet: only the stream's end makes
-                # the file empty; past the prolog limit, the missing root refuses it.
-                more = data
-                while more and not data.strip() and len(data) <= MAX_PROLOG_BYTES:
-                    more = self._stream.read(
-                        min(self._chunk_bytes, MAX_PROLOG_BYTES + 1 - len(data))
-                    )
-                    data += more
-                if more and not data.strip():
-                    raise FileRejectedError(_NO_ROOT)
+                if data and not data.strip():
+                    data = self._past_whitespace(data)
                 self._check_head(data)
                 first = False
             if not data:
@@ -396,9 +388,6 @@ class ExtractReader:
                     self._watch()
             except etree.XMLSyntaxError as err:
                 raise _syntax_error(err) from None
-            # (the sniff looks at the head only: a root after a long prolog is the parser's)
-            if self._root is None and not self._sniffed_root and self.bytes_read > MAX_PROLOG_BYTES:
-                raise FileRejectedError(_NO_ROOT)
             self._carry = (self._carry + data)[-256:] if len(data) < 256 else data[-256:]
             if emit_from is not None and self._slicing:
                 # keep the bytes from the end of the last record on; none of a record being
@@ -427,8 +416,28 @@ class ExtractReader:
                 _prune(self._open)
             elif self._fed % FEED_BYTES == 0 and self._fed - self._open_at > MAX_RECORD_BYTES:
                 self._start_cutting(self._open)
-        elif self._fed % FEED_BYTES == 0 and self._fed - self._boundary > MAX_RECORD_BYTES:
-            self._check_not_records()
+        elif self._fed % FEED_BYTES == 0:
+            # the root must have started in the first MiB: judged there, at that byte (a
+            # multiple of FEED_BYTES), whatever the reads; the sniff saw it in the head, or the
+            # parser since
+            if self._root is None and not self._sniffed_root and self._fed >= MAX_PROLOG_BYTES:
+                raise FileRejectedError(_NO_ROOT)
+            if self._fed - self._boundary > MAX_RECORD_BYTES:
+                self._check_not_records()
+
+    def _past_whitespace(self, data: bytes) -> bytes:
+        """A head of nothing but whitespace says nothing yet: read on to what follows it, the
+        stream's end (then the file is empty) or past the prolog limit (no root in the first
+        MiB). Each read is looked at alone, and kept in a bytearray: linear in the reads."""
+        head = bytearray(data)
+        while len(head) <= MAX_PROLOG_BYTES:
+            more = self._stream.read(self._chunk_bytes)
+            if not more:
+                return bytes(head)  # whitespace to the end: `_check_head` says empty
+            head += more
+            if more.strip():
+                return bytes(head)
+        raise FileRejectedError(_NO_ROOT)
 
     def _check_head(self, data: bytes) -> None:
         if not data.strip():
@@ -454,7 +463,11 @@ class ExtractReader:
         """Name the root element early, so a wrong file is refused before it is read whole."""
         sniffer = etree.XMLPullParser(events=("start",), encoding="utf-8", **_HARDENED)
         try:
-            sniffer.feed(data[:HEAD_BYTES])
+            # From the first thing that is not whitespace (a long blank head hides no root),
+            # and never past the first MiB: a root must have started there, its start tag
+            # whole (what the parser has built at that byte says the same).
+            blank = len(data) - len(data.lstrip())
+            sniffer.feed(data[: min(blank + HEAD_BYTES, MAX_PROLOG_BYTES)])
             for _, el in sniffer.read_events():
                 self._check_root(el)
                 self._sniffed_root = True
