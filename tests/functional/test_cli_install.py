@@ -49,9 +49,12 @@ raise SystemExit(main(sys.argv[2:]))
 """
 
 
-def _clean_env() -> dict[str, str]:
+def _clean_env(state: Path) -> dict[str, str]:
+    """The environment of a fresh shell, with the local cloud's state (and `ingest up`'s lock)
+    in `state`, not in the home directory: a developer's running cloud stays out of it."""
     drop = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")
-    return {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("INGEST_")}
+    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("INGEST_")}
+    return {**env, "INGEST_STATE_DIR": str(state)}
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +80,15 @@ def test_the_deploy_choices_are_the_deploy_tools_stacks() -> None:
         pytest.param(["trace", "--help"], id="trace-help"),
     ],
 )
-def test_the_file_commands_load_nothing_of_the_cloud(sample_file: Path, argv: list[str]) -> None:
+def test_the_file_commands_load_nothing_of_the_cloud(
+    sample_file: Path, argv: list[str], tmp_path: Path
+) -> None:
     args = [a.replace("{file}", str(sample_file)) for a in argv]
     out = subprocess.run(
         [sys.executable, "-c", _PROBE, ",".join(HEAVY), *args],
         capture_output=True,
         text=True,
-        env=_clean_env(),
+        env=_clean_env(tmp_path),
         timeout=120,
         check=False,
     )
@@ -93,14 +98,14 @@ def test_the_file_commands_load_nothing_of_the_cloud(sample_file: Path, argv: li
 
 @pytest.mark.parametrize("command", CLOUD_COMMANDS)
 def test_a_cloud_command_without_the_extra_says_what_to_install(
-    sample_file: Path, command: str
+    sample_file: Path, command: str, tmp_path: Path
 ) -> None:
     args = {"run": [str(sample_file)], "deploy": ["foundation"]}.get(command, [])
     out = subprocess.run(
         [sys.executable, "-c", _WITHOUT_CLOUD, ",".join(HEAVY), *command.split(), *args],
         capture_output=True,
         text=True,
-        env=_clean_env(),
+        env=_clean_env(tmp_path),
         timeout=120,
         check=False,
     )
@@ -122,7 +127,7 @@ def _uv() -> str:
 def bare_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv holding `gro-ingest-cli` and its own dependencies only (no extra)."""
     venv = tmp_path_factory.mktemp("bare") / "venv"
-    env = _clean_env()
+    env = _clean_env(venv.parent / "state")
     for cmd in (
         [_uv(), "venv", "--quiet", "--python", sys.executable, str(venv)],
         # the workspace members it needs (contracts, splitter, transformer...) come from
@@ -142,8 +147,7 @@ def _in(venv: Path, program: str, *args: str) -> subprocess.CompletedProcess[str
         cwd=venv,  # not the repository: nothing of the workspace on sys.path
         capture_output=True,
         text=True,
-        # the state (and `ingest up`'s lock) beside the install, not in the home directory
-        env={**_clean_env(), "INGEST_STATE_DIR": str(venv / "state")},
+        env=_clean_env(venv.parent / "state"),
         timeout=120,
         check=False,
     )

@@ -9,8 +9,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,7 +112,7 @@ def test_a_second_up_while_one_runs_ends_at_once(
 
 
 def test_a_second_up_waits_for_one_that_is_stopping_then_starts(
-    state: Path, monkeypatch: pytest.MonkeyPatch
+    state: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     held_while_loading: list[bool] = []
 
@@ -123,16 +123,34 @@ def test_a_second_up_waits_for_one_that_is_stopping_then_starts(
 
     monkeypatch.setattr(cloud_parsers, "_lazy", loading)
     with another_up(state, "stopping") as holder:
-        # the holder ends a moment after this `up` starts waiting for it
-        assert holder.stdin is not None
-        ender = threading.Timer(1.0, holder.stdin.close)
-        ender.start()
-        try:
-            assert cloud_parsers._up(argparse.Namespace()) == 0
-        finally:
-            ender.cancel()
-        assert holder.wait(timeout=10) is not None
+        pauses: list[float] = []
+
+        def pause(seconds: float) -> None:
+            # the first time this `up` waits, the holder finishes stopping
+            if not pauses:
+                assert holder.stdin is not None
+                holder.stdin.close()
+                holder.wait(timeout=30)
+            pauses.append(seconds)
+
+        clock = types.SimpleNamespace(monotonic=time.monotonic, sleep=pause)
+        monkeypatch.setattr(cloud_parsers, "time", clock)
+        assert cloud_parsers._up(argparse.Namespace()) == 0
+    assert pauses  # it waited: the holder still held the lock when this `up` began
     assert held_while_loading == [True]
+    assert "waiting for the `ingest up` that is stopping" in capsys.readouterr().err
+
+
+def test_an_up_that_stays_stopping_is_waited_for_then_named(
+    state: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cloud_parsers, "_lazy", _no_cloud)
+    monkeypatch.setattr(cloud_parsers, "UP_STOPPING_WAIT_SECONDS", 0.5)
+    with another_up(state, "stopping"):
+        assert cloud_parsers._up(argparse.Namespace()) == 1
+    err = capsys.readouterr().err
+    assert "waiting for the `ingest up` that is stopping" in err
+    assert "has held its lock for 0 s with no state" in err
 
 
 def test_a_killed_up_leaves_the_lock_free(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:

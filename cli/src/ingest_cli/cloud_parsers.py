@@ -90,16 +90,23 @@ _held: list[int] = []
 UP_STOPPING_WAIT_SECONDS = 60.0
 
 
-def _take_up_lock(path: Path, *, stopping: Callable[[], bool] = lambda: False) -> bool:
+def _take_up_lock(
+    path: Path,
+    *,
+    stopping: Callable[[], bool] = lambda: False,
+    waiting: Callable[[], None] = lambda: None,
+) -> bool:
     """Take the lock that one `ingest up` at a time holds for as long as it lives; False if
     another process holds it. While `stopping()` says the holder is on its way out, wait for
-    it (at most UP_STOPPING_WAIT_SECONDS). (A `flock`: the kernel lets it go when its holder
-    ends, however it ends, so a crashed `up` leaves nothing to clean.)"""
+    it (at most UP_STOPPING_WAIT_SECONDS), telling `waiting()` once. (A `flock`: the kernel
+    lets it go when its holder ends, however it ends, so a crashed `up` leaves nothing to
+    clean.)"""
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     deadline = time.monotonic() + UP_STOPPING_WAIT_SECONDS
+    waited = False
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -108,6 +115,9 @@ def _take_up_lock(path: Path, *, stopping: Callable[[], bool] = lambda: False) -
             if not stopping() or time.monotonic() > deadline:
                 os.close(fd)
                 return False
+            if not waited:
+                waiting()
+                waited = True
             time.sleep(0.2)
     _held.append(fd)
     return True
@@ -130,11 +140,19 @@ def _up(args: argparse.Namespace) -> int:
     path = _state_file()
     # the holder writes its state as soon as it has the lock, and removes it as it stops: no
     # state file, then, is an `up` stopping (or, for an instant, one just started)
-    if not _take_up_lock(path.with_suffix(".lock"), stopping=lambda: not path.exists()):
-        print(
-            f"ingest up: another `ingest up` is starting or running a local cloud ({path})",
-            file=sys.stderr,
-        )
+    waited: list[bool] = []
+
+    def waiting() -> None:
+        waited.append(True)
+        print("ingest up: waiting for the `ingest up` that is stopping", file=sys.stderr)
+
+    lock = path.with_suffix(".lock")
+    if not _take_up_lock(lock, stopping=lambda: not path.exists(), waiting=waiting):
+        if waited:
+            why = f"has held its lock for {UP_STOPPING_WAIT_SECONDS:.0f} s with no state ({lock})"
+        else:
+            why = f"is starting or running a local cloud ({path})"
+        print(f"ingest up: another `ingest up` {why}", file=sys.stderr)
         return 1
     try:
         current = json.loads(path.read_text())
