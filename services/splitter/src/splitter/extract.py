@@ -51,7 +51,7 @@ CHUNK_BYTES = FEED_BYTES
 MAX_RECORD_BYTES = 256 * 1024
 # How much of the start of a file is looked at before parsing (BOM, declaration, DOCTYPE, root).
 HEAD_BYTES = 64 * 1024
-# How far into a file its root element must have started.
+# How far into a file its root element must have started: its start tag whole by this byte.
 MAX_PROLOG_BYTES = 1 << 20
 
 _NO_ROOT = "no DeathRegistrationGroup root element in the first MiB"
