@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import signal
 import sys
 import threading
@@ -32,7 +31,7 @@ from ingest_cli.cloud_parsers import alive
 from ingest_cli.follow import follow, format_summary, upload
 from localcloud import deploy as local_deployer
 from localcloud import faults
-from localcloud.cloud import STATE_FILE, ExternalPlatform, LocalCloud, write_state
+from localcloud.cloud import STATE_FILE, ExternalPlatform, LocalCloud
 from servicekit.ledger import Ledger, RecordEnding
 
 
@@ -126,8 +125,8 @@ def up(args: argparse.Namespace) -> int:
             faults=faults.parse(args.fault),
         )
         try:
-            # other commands wait for it rather than start a cloud of their own
-            write_state({"starting": True, "pid": os.getpid()})
+            # (the "starting" state other commands wait for is written by the shim that loaded
+            # this, `cloud_parsers._up`, before the load: the one way into this command)
             cloud.start()
             cloud.write_state_file()
             print(cloud.endpoint, flush=True)
@@ -279,10 +278,7 @@ def _keep_last_run(document: dict[str, Any]) -> None:
     """Keep the run's summary, counts included, for `ingest cost` (best effort)."""
     path = costs.last_run_path()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps(document))
-        partial.replace(path)
+        costs.write_whole(path, document)
     except OSError as err:
         _say(f"ingest run: could not keep the run's counts in {path}: {err.strerror or err}")
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ingest_cli.cost import state_dir
+from ingest_cli.cost import state_dir, write_whole
 
 # `deploytools.stacks.STACKS`, written out so that `ingest --help` needs no deploytools
 # (a test holds the two equal).
@@ -160,10 +160,7 @@ def _up(args: argparse.Namespace) -> int:
         current = None
     announced = not (isinstance(current, dict) and alive(current.get("pid")))
     if announced:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps({"starting": True, "pid": os.getpid()}))
-        partial.replace(path)
+        write_whole(path, {"starting": True, "pid": os.getpid()})
     try:
         return _lazy("up", "up")(args)
     finally:

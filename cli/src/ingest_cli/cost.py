@@ -66,6 +66,15 @@ def last_run_path() -> Path:
     return state_dir() / "last-run.json"
 
 
+def write_whole(path: Path, document: Any) -> None:
+    """Write `document` as JSON to `path` whole: a reader sees the old file or the new one,
+    never half of one (a file of this process's own, then renamed over `path`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(json.dumps(document))
+    partial.replace(path)
+
+
 def is_pipeline(caller: str) -> bool:
     """Whether `caller` (in a usage document) is the pipeline itself."""
     return caller in PIPELINE_SERVICES or caller not in NOT_PIPELINE
