@@ -6,7 +6,8 @@ newline, then the document. On AWS the daemon (or the Lambda service) forwards t
 here this one hands them to `put` (what PutTraceSegments does: the local cloud stores them in
 moto's X-Ray backend in process, `MotoServer.put_trace_segments`), in batches, from a background
 thread, so `BatchGetTraces` returns them (moto cannot filter them: `ingest trace` does that
-itself). Each document is parsed once here, and handed on with its trace id.
+itself). Each document is parsed once here, to check it, and handed on with its trace id
+(moto parses it once more to store it).
 
 Nothing is dropped silently: what did not parse, what moto left unprocessed, what a failed call
 lost and what the kernel dropped before we could read it (Linux's per-socket counter) are
